@@ -1,0 +1,184 @@
+"""Argument normalisation and validation shared by every op and layer.
+
+Every public constructor normalises its int-or-tuple arguments here, once, so that
+errors name the argument, the value received and what was expected, and are raised
+before any array work is done.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+from jax import lax
+
+BACKWARDS = ("custom", "autodiff")
+
+PADDING_HELP = (
+    'expected "SAME", "VALID", a non-negative int, or one (low, high) pair of '
+    "non-negative ints per spatial dimension"
+)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_backward(backward: str) -> str:
+    """Validates the `backward` switch that selects a hand-written rule or autodiff."""
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward={backward!r}: expected one of {BACKWARDS}")
+    return backward
+
+
+def positive_int(value, name: str) -> int:
+    """Returns `value` as an int after checking it is a positive integer."""
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name}={value!r}: expected a positive int")
+    return int(value)
+
+
+def spatial_tuple(value, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """Normalises an int-or-tuple argument to one int per spatial dimension.
+
+    An int is repeated `ndim` times; a sequence must have exactly `ndim` entries.
+    Every entry must be an int >= `minimum`.
+    """
+    if _is_int(value):
+        values = (int(value),) * ndim
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        values = tuple(value)
+        if len(values) != ndim:
+            raise ValueError(
+                f"{name}={value!r}: expected an int or a tuple of {ndim} ints "
+                f"(one per spatial dimension), got {len(values)} entries"
+            )
+        if not all(_is_int(v) for v in values):
+            raise TypeError(f"{name}={value!r}: expected ints, got {value!r}")
+        values = tuple(int(v) for v in values)
+    else:
+        raise TypeError(
+            f"{name}={value!r}: expected an int or a tuple of {ndim} ints"
+        )
+    if any(v < minimum for v in values):
+        kind = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"{name}={value!r}: every entry must be {kind}")
+    return values
+
+
+def spatial_tuple_or_none(value, ndim: int | None, name: str):
+    """Like `spatial_tuple`, but keeps None and allows `ndim` to be unknown yet.
+
+    Layers are built before the input rank is known; when `ndim` is None the value is
+    only type-checked here and normalised again at init.
+    """
+    if value is None:
+        return None
+    if ndim is None:
+        if _is_int(value):
+            return positive_int(value, name)
+        if isinstance(value, Sequence) and not isinstance(value, str):
+            return spatial_tuple(value, len(value), name)
+        raise TypeError(f"{name}={value!r}: expected an int or a tuple of ints")
+    return spatial_tuple(value, ndim, name)
+
+
+def check_padding(padding, name: str = "padding"):
+    """Checks the form of a padding argument without knowing the rank yet.
+
+    Returns the padding unchanged (strings upper-cased, pairs as tuples).
+    """
+    if isinstance(padding, str):
+        upper = padding.upper()
+        if upper not in ("SAME", "VALID"):
+            raise ValueError(f"{name}={padding!r}: {PADDING_HELP}")
+        return upper
+    if _is_int(padding):
+        if padding < 0:
+            raise ValueError(f"{name}={padding!r}: {PADDING_HELP}")
+        return int(padding)
+    if isinstance(padding, Sequence):
+        pairs = []
+        for pair in padding:
+            if (
+                not isinstance(pair, Sequence)
+                or isinstance(pair, str)
+                or len(pair) != 2
+                or not all(_is_int(p) and p >= 0 for p in pair)
+            ):
+                raise ValueError(
+                    f"{name}={padding!r}: {PADDING_HELP}; for symmetric padding "
+                    "per dimension write ((1, 1), (2, 2))"
+                )
+            pairs.append((int(pair[0]), int(pair[1])))
+        return tuple(pairs)
+    raise TypeError(f"{name}={padding!r}: {PADDING_HELP}")
+
+
+def padding_pairs(
+    padding,
+    in_spatial: Sequence[int],
+    window: Sequence[int],
+    strides: Sequence[int],
+    name: str = "padding",
+) -> tuple[tuple[int, int], ...]:
+    """Resolves a padding argument to explicit (low, high) pairs, one per dimension.
+
+    `window` is the effective (dilated) window size. "SAME" pads so that the output
+    size is ceil(in / stride), with the extra cell (if odd) on the high side, as
+    `lax.padtype_to_pads` does.
+    """
+    padding = check_padding(padding, name)
+    ndim = len(in_spatial)
+    if padding == "VALID":
+        return ((0, 0),) * ndim
+    if padding == "SAME":
+        return tuple(
+            tuple(p) for p in lax.padtype_to_pads(in_spatial, window, strides, "SAME")
+        )
+    if isinstance(padding, int):
+        return ((padding, padding),) * ndim
+    if len(padding) != ndim:
+        raise ValueError(
+            f"{name}={padding!r}: expected {ndim} (low, high) pairs, one per "
+            f"spatial dimension, got {len(padding)}"
+        )
+    return padding
+
+
+def output_size(size: int, window: int, stride: int, pad: tuple[int, int]) -> int:
+    """The notes' output width W2 = (W1 - F + P_low + P_high) // S + 1.
+
+    With symmetric padding P on each side this is (W1 - F + 2P) / S + 1.
+    `window` is the effective (dilated) window size.
+    """
+    return (size + pad[0] + pad[1] - window) // stride + 1
+
+
+def dilated_size(size: int, dilation: int) -> int:
+    """Size of a window of `size` taps with `dilation - 1` holes between taps."""
+    return (size - 1) * dilation + 1
+
+
+def check_rank(shape: Sequence[int], allowed: Sequence[int], name: str, what: str):
+    """Raises if `len(shape)` is not one of `allowed` (ranks include the batch)."""
+    if len(shape) not in allowed:
+        raise ValueError(
+            f"{name} has shape {tuple(shape)} (rank {len(shape)}): {what} expects "
+            f"rank {' or '.join(str(r) for r in allowed)} "
+            "(batch, *spatial, channels), channels last"
+        )
+
+
+def check_output_positive(
+    out_spatial, in_spatial, window, strides, pads, name: str
+) -> None:
+    """Raises when a window does not fit the padded input (output size <= 0)."""
+    for d, o in enumerate(out_spatial):
+        if o <= 0:
+            raise ValueError(
+                f"{name}: window of size {window[d]} does not fit spatial dimension "
+                f"{d} of size {in_spatial[d]} with padding {pads[d]} and stride "
+                f"{strides[d]} (output size would be {o}); use a smaller window, "
+                "more padding, or a larger input"
+            )

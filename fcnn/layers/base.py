@@ -1,0 +1,301 @@
+"""The layer protocol: `Layer(init, apply)`, and the combinators that compose layers.
+
+A layer is a pair of pure functions:
+
+    init(rng, input_shape) -> (output_shape, params, state)
+    apply(params, state, x, *, train, rng=None) -> (y, new_state)
+
+`input_shape` includes the batch dimension (which may be -1). `params` and `state`
+are dicts (pytrees); `state` is `{}` for stateless layers. `train` is keyword-only
+and has no default. Combinators are layers too: they split the rng per child and
+thread `state`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Protocol, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Shape = tuple[int, ...]
+Params = Any
+State = Any
+
+MISSING_RNG = (
+    "{layer} needs an rng in training mode: call "
+    "apply(params, state, x, train=True, rng=key), or use train=False for evaluation"
+)
+
+
+class InitFn(Protocol):
+    def __call__(self, rng: jax.Array, input_shape: Shape) -> tuple[Any, Params, State]:
+        ...
+
+
+class ApplyFn(Protocol):
+    def __call__(
+        self, params: Params, state: State, x: Any, *, train: bool, rng: jax.Array | None = None
+    ) -> tuple[Any, State]:
+        ...
+
+
+class Layer(NamedTuple):
+    """A layer as a pair of pure functions; unpacks as `init, apply = layer`."""
+
+    init: InitFn
+    apply: ApplyFn
+
+
+def make_layer(
+    name: str, init: InitFn, apply: ApplyFn, children: Sequence[Layer] = (), kind: str = "leaf"
+) -> Layer:
+    """Builds a `Layer`, tagging `init` with a display name for `summary`.
+
+    `kind` is "leaf", "serial" (children applied one after another) or "branch"
+    (children applied side by side); `summary` uses it to walk nested models.
+    """
+    init.__fcnn_name__ = name  # type: ignore[attr-defined]
+    init.__fcnn_children__ = tuple(children)  # type: ignore[attr-defined]
+    init.__fcnn_kind__ = kind  # type: ignore[attr-defined]
+    return Layer(init, apply)
+
+
+def layer_name(layer: Layer) -> str:
+    return getattr(layer.init, "__fcnn_name__", getattr(layer.init, "__qualname__", "layer"))
+
+
+def check_train_flag(train, layer: str) -> bool:
+    """`train` must be a Python bool: it selects a code path at trace time."""
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(
+            f"{layer}: train={train!r}: expected True or False (a Python bool, "
+            "not an array; it selects batch statistics and dropout at trace time)"
+        )
+    return bool(train)
+
+
+def require_rng(rng, layer: str) -> jax.Array:
+    """Raises the standard missing-rng error for stochastic layers in training."""
+    if rng is None:
+        raise ValueError(MISSING_RNG.format(layer=layer))
+    return rng
+
+
+def _split(rng, n: int):
+    if rng is None:
+        return [None] * n
+    return list(jax.random.split(rng, n))
+
+
+def _check_layers(layers, combinator: str) -> tuple[Layer, ...]:
+    if not layers:
+        raise ValueError(f"{combinator}() needs at least one layer, got none")
+    for i, layer in enumerate(layers):
+        if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
+            raise TypeError(
+                f"{combinator}: argument {i} is {layer!r}: expected a Layer(init, apply) "
+                "(did you forget to call the constructor, e.g. Relu() rather than Relu?)"
+            )
+    return tuple(Layer(*layer) for layer in layers)
+
+
+def serial(*layers: Layer) -> Layer:
+    """Applies `layers` one after another; params and state are keyed "0", "1", ..."""
+    layers = _check_layers(layers, "serial")
+    keys = [str(i) for i in range(len(layers))]
+
+    def init(rng, input_shape):
+        params, state = {}, {}
+        shape = input_shape
+        for key, layer, layer_rng in zip(keys, layers, jax.random.split(rng, len(layers))):
+            shape, params[key], state[key] = layer.init(layer_rng, shape)
+        return shape, params, state
+
+    def apply(params, state, x, *, train, rng=None):
+        new_state = {}
+        for key, layer, layer_rng in zip(keys, layers, _split(rng, len(layers))):
+            x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=layer_rng)
+        return x, new_state
+
+    return make_layer("serial", init, apply, layers, kind="serial")
+
+
+compose = serial
+
+
+def parallel(*layers: Layer) -> Layer:
+    """Applies layer i to input i of a tuple; returns the tuple of outputs.
+
+    Combine with `fan_out` and `fan_in_sum` / `fan_in_concat` for branching models.
+    """
+    layers = _check_layers(layers, "parallel")
+    keys = [str(i) for i in range(len(layers))]
+
+    def init(rng, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != len(layers) or not all(
+            isinstance(s, (list, tuple)) for s in input_shape
+        ):
+            raise ValueError(
+                f"parallel of {len(layers)} layers: input_shape={input_shape!r}: expected a "
+                f"tuple of {len(layers)} shapes (use fan_out({len(layers)}) first)"
+            )
+        params, state, shapes = {}, {}, []
+        for key, layer, shape, layer_rng in zip(
+            keys, layers, input_shape, jax.random.split(rng, len(layers))
+        ):
+            out, params[key], state[key] = layer.init(layer_rng, tuple(shape))
+            shapes.append(out)
+        return tuple(shapes), params, state
+
+    def apply(params, state, xs, *, train, rng=None):
+        if not isinstance(xs, (list, tuple)) or len(xs) != len(layers):
+            raise ValueError(
+                f"parallel of {len(layers)} layers: expected a tuple of {len(layers)} inputs, "
+                f"got {type(xs).__name__}"
+            )
+        outs, new_state = [], {}
+        for key, layer, x, layer_rng in zip(keys, layers, xs, _split(rng, len(layers))):
+            y, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=layer_rng)
+            outs.append(y)
+        return tuple(outs), new_state
+
+    return make_layer("parallel", init, apply, layers, kind="branch")
+
+
+def fan_out(num: int) -> Layer:
+    """Copies the input into a tuple of `num` identical inputs."""
+    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
+        raise ValueError(f"num={num!r}: expected a positive int")
+
+    def init(rng, input_shape):
+        del rng
+        return (tuple(input_shape),) * num, {}, {}
+
+    def apply(params, state, x, *, train, rng=None):
+        del params, train, rng
+        return (x,) * num, state
+
+    return make_layer(f"fan_out({num})", init, apply)
+
+
+def fan_in_sum() -> Layer:
+    """Sums a tuple of inputs of one shape."""
+
+    def init(rng, input_shape):
+        del rng
+        first = tuple(input_shape[0])
+        for i, shape in enumerate(input_shape):
+            if tuple(shape) != first:
+                raise ValueError(
+                    f"fan_in_sum: input {i} has shape {tuple(shape)}, expected {first} "
+                    "like input 0"
+                )
+        return first, {}, {}
+
+    def apply(params, state, xs, *, train, rng=None):
+        del params, train, rng
+        return sum(xs[1:], xs[0]), state
+
+    return make_layer("fan_in_sum", init, apply)
+
+
+def fan_in_concat(axis: int = -1) -> Layer:
+    """Concatenates a tuple of inputs along `axis` (default: channels)."""
+
+    def init(rng, input_shape):
+        del rng
+        shapes = [list(s) for s in input_shape]
+        rank = len(shapes[0])
+        ax = axis % rank
+        out = list(shapes[0])
+        out[ax] = sum(s[ax] for s in shapes)
+        return tuple(out), {}, {}
+
+    def apply(params, state, xs, *, train, rng=None):
+        del params, train, rng
+        return jnp.concatenate(xs, axis=axis), state
+
+    return make_layer(f"fan_in_concat(axis={axis})", init, apply)
+
+
+def identity() -> Layer:
+    """The identity layer."""
+
+    def init(rng, input_shape):
+        del rng
+        return tuple(input_shape), {}, {}
+
+    def apply(params, state, x, *, train, rng=None):
+        del params, train, rng
+        return x, state
+
+    return make_layer("identity", init, apply)
+
+
+def residual(layer: Layer) -> Layer:
+    """y = x + layer(x); the layer must preserve the input shape."""
+    (layer,) = _check_layers((layer,), "residual")
+
+    def init(rng, input_shape):
+        out_shape, params, state = layer.init(rng, input_shape)
+        if tuple(out_shape) != tuple(input_shape):
+            raise ValueError(
+                f"residual: the wrapped layer maps shape {tuple(input_shape)} to "
+                f"{tuple(out_shape)}; a residual connection needs the shape unchanged"
+            )
+        return tuple(input_shape), params, state
+
+    def apply(params, state, x, *, train, rng=None):
+        y, new_state = layer.apply(params, state, x, train=train, rng=rng)
+        return x + y, new_state
+
+    return make_layer("residual", init, apply, (layer,), kind="serial")
+
+
+def count_params(params) -> int:
+    """Total number of scalar parameters in a pytree."""
+    return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
+
+
+def summary(model: Layer, input_shape: Shape, *, print_fn: Callable[[str], None] | None = print) -> str:
+    """Prints (and returns) each layer's output shape and parameter count.
+
+    Shapes are computed abstractly with `jax.eval_shape`: no parameters are
+    materialised, so large models are cheap to summarise.
+    """
+    rows: list[tuple[str, str, int]] = []
+
+    def walk(layer: Layer, shape, depth: int):
+        kind = getattr(layer.init, "__fcnn_kind__", "leaf")
+        children = getattr(layer.init, "__fcnn_children__", ())
+        name = "  " * depth + layer_name(layer)
+        if kind == "serial" and children and layer_name(layer) == "serial":
+            for child in children:
+                shape = walk(child, shape, depth)
+            return shape
+        captured = {}
+
+        def init_only(rng):
+            captured["out"], p, s = layer.init(rng, shape)
+            return p
+
+        abstract = jax.eval_shape(init_only, jax.random.PRNGKey(0))
+        rows.append((name, str(captured["out"]), count_params(abstract)))
+        return captured["out"]
+
+    out_shape = walk(model, tuple(input_shape), 0)
+    total = sum(r[2] for r in rows)
+    width = max([len(r[0]) for r in rows] + [5])
+    shape_width = max([len(r[1]) for r in rows] + [12])
+    lines = [f"{'layer':<{width}}  {'output shape':<{shape_width}}  {'params':>10}"]
+    lines.append("-" * len(lines[0]))
+    for name, shape, n in rows:
+        lines.append(f"{name:<{width}}  {shape:<{shape_width}}  {n:>10,}")
+    lines.append("-" * len(lines[0]))
+    lines.append(f"{'total':<{width}}  {str(out_shape):<{shape_width}}  {total:>10,}")
+    text = "\n".join(lines)
+    if print_fn is not None:
+        print_fn(text)
+    return text

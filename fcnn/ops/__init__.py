@@ -1,0 +1,5 @@
+"""Pure differentiable primitives, each a `jax.custom_vjp` with a hand-written backward.
+
+Every op takes `backward="custom"` (the hand-derived rule, the default) or
+`backward="autodiff"` (plain autodiff of the same forward), so the two can be compared.
+"""
