@@ -3,3 +3,5 @@
 Every op takes `backward="custom"` (the hand-derived rule, the default) or
 `backward="autodiff"` (plain autodiff of the same forward), so the two can be compared.
 """
+
+from fcnn.ops.conv import conv, conv_output_shape  # noqa: F401
