@@ -26,5 +26,22 @@ test: $(VENV)/.installed
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
 
+# `make bench`: RefNet-MNIST step time of fcnn and its peers (flax, equinox, haiku,
+# stax, PyTorch) in a separate virtualenv, so the test env stays untouched. tcmalloc
+# (apt-get install libtcmalloc-minimal4) is preloaded for the second half of the runs.
+BENCH_VENV ?= .venv-bench
+BENCH_ARGS ?= --frameworks fcnn,stax,linen,equinox,haiku,torch --batch 128 32 --steps 50 --rounds 3 --allocator both
+BENCH_OUT  ?= runs/bench
+
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check -q install -e ".[bench]"
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	mkdir -p $(BENCH_OUT)
+	$(BENCH_VENV)/bin/python -m benchmarks.refnet $(BENCH_ARGS) --json $(BENCH_OUT)/refnet.json
+	$(BENCH_VENV)/bin/python -m benchmarks.report $(BENCH_OUT)/refnet.json --out $(BENCH_OUT)/refnet.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
