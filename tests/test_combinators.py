@@ -217,3 +217,23 @@ def test_count_params_and_summary():
     assert rows[0].split() == ["layer", "output", "shape", "params"]
     assert [r.split()[0] for r in rows[2:5]] == ["scale", "residual", "counter"]
     assert rows[-1].split()[-1] == "2"
+
+
+def test_apply_with_intermediates_matches_apply_and_lists_every_leaf():
+    from fcnn.layers.base import apply_with_intermediates
+
+    model = fcnn.serial(
+        noise_layer(), fcnn.serial(scale_layer(2.0), noise_layer()), fcnn.residual(scale_layer(3.0))
+    )
+    _, params, state = model.init(jax.random.PRNGKey(0), (2, 3))
+    x = jnp.ones((2, 3))
+    rng = jax.random.PRNGKey(7)
+    y, new_state = model.apply(params, state, x, train=True, rng=rng)
+    y2, new_state2, seen = apply_with_intermediates(model, params, state, x, train=True, rng=rng)
+    np.testing.assert_array_equal(y, y2)
+    assert [(s.path, s.name) for s in seen] == [
+        ("0", "noise"), ("1/0", "scale"), ("1/1", "noise"), ("2", "residual")
+    ]
+    np.testing.assert_array_equal(seen[-1].value, y)
+    np.testing.assert_allclose(seen[1].value, 2 * seen[0].value)
+    chex.assert_trees_all_equal(new_state, new_state2)

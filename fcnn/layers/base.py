@@ -254,6 +254,43 @@ def residual(layer: Layer) -> Layer:
     return make_layer("residual", init, apply, (layer,), kind="serial")
 
 
+class Intermediate(NamedTuple):
+    """One layer's output seen by `apply_with_intermediates`."""
+
+    path: str  # keys into params, e.g. "3" or "5/0"
+    name: str  # the layer's display name, e.g. "Relu"
+    value: Any
+
+
+def apply_with_intermediates(
+    model: Layer, params, state, x, *, train, rng=None
+) -> tuple[Any, State, list[Intermediate]]:
+    """Applies `model` and also returns every leaf layer's output, in order.
+
+    Walks `serial` models recursively (other combinators count as one layer) and
+    splits the rng exactly as `serial` does, so `y` equals `model.apply(...)`'s.
+    Used by diagnostics (dead units, saturation) and the experiments.
+    """
+    seen: list[Intermediate] = []
+
+    def walk(layer, params, state, x, rng, prefix):
+        children = getattr(layer.init, "__fcnn_children__", ())
+        if layer_name(layer) == "serial" and children:
+            new_state = {}
+            for i, (child, child_rng) in enumerate(zip(children, _split(rng, len(children)))):
+                key = str(i)
+                x, new_state[key] = walk(
+                    child, params[key], state[key], x, child_rng, f"{prefix}{key}/"
+                )
+            return x, new_state
+        y, new_state = layer.apply(params, state, x, train=train, rng=rng)
+        seen.append(Intermediate(prefix.rstrip("/"), layer_name(layer), y))
+        return y, new_state
+
+    y, new_state = walk(model, params, state, x, rng, "")
+    return y, new_state, seen
+
+
 def count_params(params) -> int:
     """Total number of scalar parameters in a pytree."""
     return int(sum(np.size(leaf) for leaf in jax.tree_util.tree_leaves(params)))
