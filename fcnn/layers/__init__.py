@@ -14,9 +14,13 @@ from fcnn.layers.base import (  # noqa: F401
     summary,
 )
 from fcnn.layers.conv import Conv  # noqa: F401
+from fcnn.layers.dense import Dense  # noqa: F401
+from fcnn.layers.pooling import AvgPool, GlobalAvgPool, MaxPool  # noqa: F401
+from fcnn.layers.reshape import Flatten  # noqa: F401
 
 __all__ = [
     "Conv",
+    "Dense", "Flatten", "AvgPool", "GlobalAvgPool", "MaxPool",
     "Layer", "compose", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
     "identity", "parallel", "residual", "serial", "summary",
 ]

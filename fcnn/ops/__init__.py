@@ -5,3 +5,5 @@ Every op takes `backward="custom"` (the hand-derived rule, the default) or
 """
 
 from fcnn.ops.conv import conv, conv_output_shape  # noqa: F401
+from fcnn.ops.dense import dense  # noqa: F401
+from fcnn.ops.pooling import avg_pool, global_avg_pool, max_pool  # noqa: F401

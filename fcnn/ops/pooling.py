@@ -1,0 +1,415 @@
+"""Max, average and global average pooling with hand-written backward rules.
+
+Layout is channels-last, x of shape (N, *S, C) with 1, 2 or 3 spatial dimensions.
+Max and average pooling are one op taking the reducer (`kind`): they share the
+argument checks, the two forward paths and the window walk of the backward.
+
+Two paths give identical results:
+
+* fast (non-overlapping windows, window == strides, any padding): pad or crop x to
+  exactly `out * window` cells per spatial dimension, reshape to blocks
+  (N, o1, w1, o2, w2, ..., C) and reduce over the w axes; the average backward
+  broadcasts over the same blocks. This avoids XLA's generic `reduce_window`, whose
+  autodiff (select-and-scatter) is several times slower on CPU.
+* general (overlapping or strided windows): `lax.reduce_window` forward; the backward
+  walks the window offsets k in row-major order and sends each output gradient to
+  the cells x[o * s + k - pad_low], with strided slices and interior padding.
+
+The max backward walks the window offsets on both paths: on CPU it is faster than a
+mask built on the blocks layout.
+
+Tie rule (max): when several cells of a window hold the maximum, the first one in
+row-major window order receives the whole gradient. This is what XLA's
+select-and-scatter does for `reduce_window` max, so the hand rule agrees with autodiff
+of the general path; autodiff of the fast path (a reshape followed by `max`) instead
+splits the gradient evenly among tied cells.
+
+Padding: max pooling pads with -inf, so padded cells never win. Average pooling pads
+with zeros; the divisor counts the padded cells only when `count_include_pad=True`,
+otherwise it is the number of real cells in the window (as in PyTorch's
+`count_include_pad=False`), and the backward spreads the gradient over exactly the
+cells counted in the divisor. A padding that leaves a window with no real cell is
+rejected.
+
+Derivations and a worked example: docs/derivations/pooling_dense.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from fcnn import _checks
+
+__all__ = ["avg_pool", "global_avg_pool", "max_pool", "pool", "pool_output_shape"]
+
+_KINDS = ("max", "avg")
+
+
+class _PoolConfig(NamedTuple):
+    """Static (hashable) description of one pooling call."""
+
+    kind: str  # "max" or "avg"
+    in_spatial: tuple[int, ...]
+    window: tuple[int, ...]
+    strides: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    out_spatial: tuple[int, ...]
+    count_include_pad: bool
+    fast: bool
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_input(x, name: str):
+    """Checks rank and dtype, then returns x as an array."""
+    _checks.check_rank(np.shape(x), (3, 4, 5), "x", name)
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{name}: x has dtype {dtype}: expected a floating-point array")
+    return jnp.asarray(x)
+
+
+def _window_counts(cfg: _PoolConfig) -> np.ndarray:
+    """Number of real (unpadded) cells in each window, shape `out_spatial`."""
+    per_dim = []
+    for n, w, s, (lo, _), o in zip(
+        cfg.in_spatial, cfg.window, cfg.strides, cfg.pads, cfg.out_spatial
+    ):
+        starts = np.arange(o) * s - lo
+        per_dim.append(np.minimum(starts + w, n) - np.maximum(starts, 0))
+    counts = functools.reduce(np.multiply.outer, per_dim)
+    return np.asarray(counts)
+
+
+def _config(x_shape, kind, window_shape, strides, padding, count_include_pad, name, path):
+    ndim = len(x_shape) - 2
+    in_spatial = tuple(int(d) for d in x_shape[1:-1])
+    window = _checks.spatial_tuple(window_shape, ndim, "window_shape")
+    strides = window if strides is None else _checks.spatial_tuple(strides, ndim, "strides")
+    pads = _checks.padding_pairs(padding, in_spatial, window, strides)
+    out = tuple(
+        _checks.output_size(n, w, s, p) for n, w, s, p in zip(in_spatial, window, strides, pads)
+    )
+    _checks.check_output_positive(out, in_spatial, window, strides, pads, name)
+    if not isinstance(count_include_pad, (bool, np.bool_)):
+        raise TypeError(
+            f"count_include_pad={count_include_pad!r}: expected True or False"
+        )
+    if path not in ("auto", "fast", "general"):
+        raise ValueError(f"path={path!r}: expected 'auto', 'fast' or 'general'")
+    non_overlapping = window == strides
+    if path == "fast" and not non_overlapping:
+        raise ValueError(
+            f"path='fast' needs window_shape == strides, got {window} and {strides}"
+        )
+    cfg = _PoolConfig(
+        kind, in_spatial, window, strides, tuple(pads), out, bool(count_include_pad),
+        non_overlapping if path == "auto" else path == "fast",
+    )
+    if (_window_counts(cfg) <= 0).any():
+        raise ValueError(
+            f"{name}: padding={padding!r} (resolved to {tuple(pads)}) leaves windows of "
+            f"size {window} with no input cell; use at most window - 1 padding per side"
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _fill(kind: str, dtype):
+    # A concrete NumPy scalar: lax.reduce_window only recognises (and differentiates)
+    # the max/add monoids when the init value is a known constant.
+    return np.array(-np.inf if kind == "max" else 0, dtype)
+
+
+def _divisor(cfg: _PoolConfig, dtype, rank: int):
+    """Average-pool divisor, broadcastable against (N, *out, C) at equal rank."""
+    if cfg.count_include_pad:
+        return jnp.asarray(float(np.prod(cfg.window)), dtype).reshape((1,) * rank)
+    return jnp.asarray(_window_counts(cfg), dtype).reshape((1, *cfg.out_spatial, 1))
+
+
+def _block_shape(cfg: _PoolConfig, n: int, c: int):
+    return (n, *itertools.chain(*zip(cfg.out_spatial, cfg.window)), c)
+
+
+def _window_axes(cfg: _PoolConfig):
+    return tuple(2 + 2 * d for d in range(len(cfg.window)))
+
+
+def _to_blocks(x, cfg: _PoolConfig):
+    """(N, *S, C) -> (N, o1, w1, o2, w2, ..., C): pad low, pad or crop high, reshape."""
+    used = [o * w for o, w in zip(cfg.out_spatial, cfg.window)]
+    config = [(0, 0, 0)]
+    for n, (lo, _), u in zip(cfg.in_spatial, cfg.pads, used):
+        config.append((lo, u - n - lo, 0))  # a negative high pad crops the remainder
+    config.append((0, 0, 0))
+    x = lax.pad(x, _fill(cfg.kind, x.dtype), config)
+    return x.reshape(_block_shape(cfg, x.shape[0], x.shape[-1]))
+
+
+def _from_blocks(dxb, cfg: _PoolConfig):
+    """Inverse of `_to_blocks` for gradients: cropped and padded cells get zero."""
+    n, c = dxb.shape[0], dxb.shape[-1]
+    used = [o * w for o, w in zip(cfg.out_spatial, cfg.window)]
+    dx = dxb.reshape((n, *used, c))
+    config = [(0, 0, 0)]
+    for size, (lo, _), u in zip(cfg.in_spatial, cfg.pads, used):
+        config.append((-lo, size + lo - u, 0))
+    config.append((0, 0, 0))
+    return lax.pad(dx, _zero(dx.dtype), config)
+
+
+def _expand_out(y, cfg: _PoolConfig):
+    """(N, *out, C) -> (N, o1, 1, o2, 1, ..., C), to broadcast against blocks."""
+    shape = (y.shape[0], *itertools.chain(*((o, 1) for o in cfg.out_spatial)), y.shape[-1])
+    return y.reshape(shape)
+
+
+def _window_offsets(cfg: _PoolConfig):
+    """Window offsets k in row-major order (this order defines the max tie rule)."""
+    return itertools.product(*(range(w) for w in cfg.window))
+
+
+def _strided_slice(xp, k, cfg: _PoolConfig):
+    """The cells xp[:, o * s + k, :] for every output position o: shape (N, *out, C)."""
+    start = (0, *k, 0)
+    limit = (
+        xp.shape[0],
+        *(ki + s * (o - 1) + 1 for ki, s, o in zip(k, cfg.strides, cfg.out_spatial)),
+        xp.shape[-1],
+    )
+    return lax.slice(xp, start, limit, (1, *cfg.strides, 1))
+
+
+def _zero(dtype):
+    return np.zeros((), dtype)
+
+
+def _scatter_windows(contributions, padded_spatial, cfg: _PoolConfig):
+    """Transpose of `_strided_slice`: sum over k of contribution k put at o * s + k.
+
+    `contributions` is a list of (k, v), v of shape (N, *out, C). Offsets with the
+    same residue r = k mod s land on one sub-lattice of stride s: they are summed on
+    the small output grid first (shifted by q = k // s, since o * s + k =
+    (o + q) * s + r) and then spread with a single interior pad per residue class.
+    """
+    groups: dict[tuple[int, ...], list] = {}
+    for k, v in contributions:
+        r = tuple(ki % s for ki, s in zip(k, cfg.strides))
+        q = tuple(ki // s for ki, s in zip(k, cfg.strides))
+        groups.setdefault(r, []).append((q, v))
+    total = None
+    for r, items in groups.items():
+        q_max = tuple(max(q[d] for q, _ in items) for d in range(len(r)))
+        acc = None
+        for q, v in items:
+            shift = [(0, 0, 0), *((qd, qm - qd, 0) for qd, qm in zip(q, q_max)), (0, 0, 0)]
+            v = lax.pad(v, _zero(v.dtype), shift)
+            acc = v if acc is None else acc + v
+        spread = [(0, 0, 0)]
+        for rd, s, o, qm, p in zip(r, cfg.strides, cfg.out_spatial, q_max, padded_spatial):
+            spread.append((rd, p - (rd + s * (o + qm - 1) + 1), s - 1))
+        spread.append((0, 0, 0))
+        acc = lax.pad(acc, _zero(acc.dtype), spread)
+        total = acc if total is None else total + acc
+    return total
+
+
+def _pad_input(x, cfg: _PoolConfig):
+    return lax.pad(
+        x, _fill(cfg.kind, x.dtype), [(0, 0, 0), *((lo, hi, 0) for lo, hi in cfg.pads), (0, 0, 0)]
+    )
+
+
+def _crop_pads(dxp, cfg: _PoolConfig):
+    return lax.pad(
+        dxp, _zero(dxp.dtype),
+        [(0, 0, 0), *((-lo, -hi, 0) for lo, hi in cfg.pads), (0, 0, 0)],
+    )
+
+
+# --------------------------------------------------------------- forward / backward
+
+
+def _forward(x, cfg: _PoolConfig):
+    """Pooled output (N, *out, C), by blocks (fast) or `lax.reduce_window` (general)."""
+    if cfg.fast:
+        xb = _to_blocks(x, cfg)
+        if cfg.kind == "max":
+            return jnp.max(xb, axis=_window_axes(cfg))
+        return jnp.sum(xb, axis=_window_axes(cfg)) / _divisor(cfg, x.dtype, x.ndim)
+    reducer = lax.max if cfg.kind == "max" else lax.add
+    y = lax.reduce_window(
+        x, _fill(cfg.kind, x.dtype), reducer,
+        (1, *cfg.window, 1), (1, *cfg.strides, 1), ((0, 0), *cfg.pads, (0, 0)),
+    )
+    if cfg.kind == "max":
+        return y
+    return y / _divisor(cfg, x.dtype, x.ndim)
+
+
+def _route_max(cfg: _PoolConfig, x, y, g):
+    """dx[i] = sum_W g[W] * [i is the first argmax of W in row-major window order]."""
+    xp = _pad_input(x, cfg)
+    taken = jnp.zeros(g.shape, bool)
+    contributions = []
+    for k in _window_offsets(cfg):
+        hit = (_strided_slice(xp, k, cfg) == y) & ~taken
+        taken = taken | hit
+        contributions.append((k, jnp.where(hit, g, _zero(g.dtype))))
+    return _crop_pads(_scatter_windows(contributions, xp.shape[1:-1], cfg), cfg)
+
+
+def _spread_avg(cfg: _PoolConfig, g):
+    """dx[i] = sum over windows W counting i of g[W] / divisor[W]."""
+    share = g / _divisor(cfg, g.dtype, g.ndim)
+    if cfg.fast:  # disjoint windows: broadcast over the blocks
+        blocks = _block_shape(cfg, g.shape[0], g.shape[-1])
+        return _from_blocks(jnp.broadcast_to(_expand_out(share, cfg), blocks), cfg)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(cfg.in_spatial, cfg.pads))
+    contributions = [(k, share) for k in _window_offsets(cfg)]
+    return _crop_pads(_scatter_windows(contributions, padded, cfg), cfg)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _pool(x, cfg: _PoolConfig):
+    return _forward(x, cfg)
+
+
+def _pool_fwd(x, cfg: _PoolConfig):
+    y = _forward(x, cfg)
+    return y, (x, y)
+
+
+def _pool_bwd(cfg: _PoolConfig, residuals, g):
+    # The max routing walks the windows for both paths: on CPU that is faster than a
+    # mask on the (N, o1, w1, o2, w2, C) blocks layout.
+    x, y = residuals
+    dx = _route_max(cfg, x, y, g) if cfg.kind == "max" else _spread_avg(cfg, g)
+    return (dx.astype(x.dtype),)
+
+
+_pool.defvjp(_pool_fwd, _pool_bwd)
+
+
+def pool(
+    x, kind, window_shape, strides=None, padding="VALID", count_include_pad=False,
+    backward="custom", *, path="auto",
+):
+    """Max or average pooling, one implementation for both reducers.
+
+    `kind` is "max" or "avg". `path` selects the forward/backward formulation:
+    "auto" (blocks when window == strides, else `reduce_window`), "fast" or "general";
+    every path gives the same result. See `max_pool` and `avg_pool`.
+    """
+    name = f"{kind}_pool" if kind in _KINDS else "pool"
+    if kind not in _KINDS:
+        raise ValueError(f"kind={kind!r}: expected one of {_KINDS}")
+    _checks.check_backward(backward)
+    padding = _checks.check_padding(padding)
+    x = _check_input(x, name)
+    cfg = _config(x.shape, kind, window_shape, strides, padding, count_include_pad, name, path)
+    if backward == "autodiff":
+        return _forward(x, cfg)
+    return _pool(x, cfg)
+
+
+def max_pool(x, window_shape, strides=None, padding="VALID", backward="custom"):
+    """Max pooling: y[n, o, c] = max over the window of x[n, o * s + k - pad_low, c].
+
+    Shapes: x (N, *S, C) with 1-3 spatial dims -> y (N, *O, C),
+    O = (S + pad_low + pad_high - window) // strides + 1.
+
+    Backward: dx[i] = sum_W g[W] * [i = first argmax of W in row-major window order];
+    padded cells (-inf) never receive gradient.
+
+    Args:
+      x: floating array (N, *S, C).
+      window_shape: int (same for every spatial dim) or one int per spatial dim.
+      strides: int or tuple; default `window_shape` (non-overlapping windows).
+      padding: "VALID", "SAME", an int, or one (low, high) pair per spatial dim.
+      backward: "custom" (the hand rule) or "autodiff" (autodiff of the forward).
+
+    Reference: docs/derivations/pooling_dense.md, section "Max pooling".
+    """
+    return pool(x, "max", window_shape, strides, padding, False, backward)
+
+
+def avg_pool(
+    x, window_shape, strides=None, padding="VALID", count_include_pad=False, backward="custom"
+):
+    """Average pooling: y[n, o, c] = sum over the window of x / divisor[o].
+
+    Shapes: x (N, *S, C) with 1-3 spatial dims -> y (N, *O, C), O as in `max_pool`.
+
+    Padded cells hold zeros. divisor[o] = prod(window_shape) if `count_include_pad`,
+    else the number of real (unpadded) cells in window o.
+    Backward: dx[i] = sum over windows W containing i of g[W] / divisor[W]; padded
+    cells' shares are dropped.
+
+    Reference: docs/derivations/pooling_dense.md, section "Average pooling".
+    """
+    return pool(x, "avg", window_shape, strides, padding, count_include_pad, backward)
+
+
+# ---------------------------------------------------------------- global average
+
+
+@jax.custom_vjp
+def _global_avg_pool(x):
+    return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+def _global_avg_pool_fwd(x):
+    return _global_avg_pool(x), x  # only x's shape is used; jit drops the buffer
+
+
+def _global_avg_pool_bwd(x, g):
+    # y[n, c] = (1/|S|) sum_s x[n, s, c]  =>  dx[n, s, c] = g[n, c] / |S|
+    shape, dtype = x.shape, x.dtype
+    size = int(np.prod(shape[1:-1]))
+    g = g.reshape((shape[0], *(1,) * (len(shape) - 2), shape[-1])) / size
+    return (jnp.broadcast_to(g, shape).astype(dtype),)
+
+
+_global_avg_pool.defvjp(_global_avg_pool_fwd, _global_avg_pool_bwd)
+
+
+def global_avg_pool(x, backward="custom"):
+    """Global average pooling: y[n, c] = mean over all spatial positions of x[n, s, c].
+
+    Shapes: x (N, *S, C) with 1-3 spatial dims -> y (N, C).
+    Backward: dx[n, s, c] = g[n, c] / |S|.
+
+    Reference: docs/derivations/pooling_dense.md, section "Global average pooling".
+    """
+    _checks.check_backward(backward)
+    x = _check_input(x, "global_avg_pool")
+    if backward == "autodiff":
+        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
+    return _global_avg_pool(x)
+
+
+def pool_output_shape(input_shape, window_shape, strides=None, padding="VALID", *,
+                      name="pooling"):
+    """Output shape of `max_pool` / `avg_pool` for an input of `input_shape`.
+
+    `input_shape` is (N, *S, C) with 1-3 spatial dims; N may be -1 (unknown batch).
+    Raises the same errors as the ops for windows that do not fit; `name` (e.g. the
+    layer's) prefixes the messages.
+    """
+    input_shape = tuple(input_shape)
+    _checks.check_rank(input_shape, (3, 4, 5), "input_shape", name)
+    padding = _checks.check_padding(padding)
+    cfg = _config(input_shape, "max", window_shape, strides, padding, False, name, "auto")
+    return (input_shape[0], *cfg.out_spatial, input_shape[-1])
