@@ -1,0 +1,56 @@
+"""Diagnostics on hand-made activations and gradients with known answers."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fcnn import diagnostics
+from fcnn.layers.base import Intermediate
+
+
+def test_dead_and_active_fractions_per_unit():
+    # 2 examples x 2 positions x 4 units; unit 0 never fires, unit 3 fires once.
+    y = jnp.array(
+        [[[0.0, 1.0, 2.0, 0.0], [-1.0, 0.5, 0.0, 0.0]],
+         [[0.0, 0.0, 3.0, 0.0], [-2.0, 1.0, 1.0, 0.1]]]
+    )
+    assert float(diagnostics.dead_fraction(y)) == pytest.approx(0.25)
+    positives = 7  # 1, 2, 0.5, 3, 1, 1, 0.1
+    assert float(diagnostics.active_fraction(y)) == pytest.approx(positives / 16)
+
+
+def test_saturation_uses_the_derivative():
+    # sigmoid derivative f(1-f) < 0.025 <=> f < 0.02566 or f > 0.97434
+    f = jnp.array([0.01, 0.03, 0.5, 0.97, 0.99])
+    assert float(diagnostics.saturated_fraction(f, "Sigmoid")) == pytest.approx(2 / 5)
+    # tanh derivative 1 - f^2 < 0.1 <=> |f| > 0.9487
+    t = jnp.array([-0.99, -0.9, 0.0, 0.94, 0.96])
+    assert float(diagnostics.saturated_fraction(t, "Tanh")) == pytest.approx(2 / 5)
+    assert diagnostics.saturated_fraction(t, "Relu") is None
+
+
+def test_unit_statistics_selects_activation_layers_only():
+    items = [
+        Intermediate("0", "Conv(8, (3, 3))", jnp.ones((2, 4))),
+        Intermediate("1", "Relu", jnp.array([[0.0, 1.0], [0.0, 2.0]])),
+        Intermediate("2", "LeakyRelu(0.01)", jnp.array([[-0.01, 1.0]])),
+        Intermediate("3/1", "Sigmoid", jnp.array([[0.5, 0.999]])),
+    ]
+    stats = diagnostics.unit_statistics(items)
+    assert sorted(stats) == ["1", "2", "3/1"]
+    assert float(stats["1"]["dead"]) == pytest.approx(0.5)
+    assert float(stats["1"]["active"]) == pytest.approx(0.5)
+    assert "saturated" not in stats["1"]
+    assert float(stats["3/1"]["saturated"]) == pytest.approx(0.5)
+
+
+def test_layer_gradient_norms_group_by_layer():
+    grads = {
+        "0": {"kernel": jnp.full((2, 2), 1.0), "bias": jnp.array([2.0, 0.0])},
+        "1": {},
+        "3": {"0": {"kernel": jnp.array([3.0, 4.0])}},
+    }
+    norms = diagnostics.layer_gradient_norms(grads)
+    assert sorted(norms) == ["0", "3/0"]
+    np.testing.assert_allclose(norms["0"], np.sqrt(4 * 1.0 + 4.0))
+    np.testing.assert_allclose(norms["3/0"], 5.0)
