@@ -14,12 +14,33 @@ from fcnn.layers.base import (  # noqa: F401
     summary,
 )
 from fcnn.layers.conv import Conv  # noqa: F401
+from fcnn.layers.activations import (  # noqa: F401
+    Activation,
+    Elu,
+    Gelu,
+    LeakyRelu,
+    LogSoftmax,
+    PRelu,
+    Relu,
+    RRelu,
+    Selu,
+    Sigmoid,
+    Silu,
+    Softmax,
+    Softplus,
+    Swish,
+    Tanh,
+)
+from fcnn.layers.dropout import Dropout, SpatialDropout  # noqa: F401
 from fcnn.layers.dense import Dense  # noqa: F401
 from fcnn.layers.pooling import AvgPool, GlobalAvgPool, MaxPool  # noqa: F401
 from fcnn.layers.reshape import Flatten  # noqa: F401
 
 __all__ = [
     "Conv",
+    "Activation", "Elu", "Gelu", "LeakyRelu", "LogSoftmax", "PRelu", "Relu", "RRelu",
+    "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Swish", "Tanh",
+    "Dropout", "SpatialDropout",
     "Dense", "Flatten", "AvgPool", "GlobalAvgPool", "MaxPool",
     "Layer", "compose", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
     "identity", "parallel", "residual", "serial", "summary",

@@ -6,4 +6,24 @@ Every op takes `backward="custom"` (the hand-derived rule, the default) or
 
 from fcnn.ops.conv import conv, conv_output_shape  # noqa: F401
 from fcnn.ops.dense import dense  # noqa: F401
+from fcnn.ops.activations import (  # noqa: F401
+    ACTIVATION_NAMES,
+    elu,
+    gelu,
+    get_activation,
+    leaky_relu,
+    log_softmax,
+    maxout,
+    prelu,
+    relu,
+    rrelu,
+    selu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    swish,
+    tanh,
+)
+from fcnn.ops.dropout import dropout, spatial_dropout  # noqa: F401
 from fcnn.ops.pooling import avg_pool, global_avg_pool, max_pool  # noqa: F401
