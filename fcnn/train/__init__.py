@@ -1,0 +1,37 @@
+"""The training engine: jitted steps, the fit loop, optimizers and regularizers,
+fine-tuning, checkpoints, population (vmap) training, per-example gradients and
+data parallelism."""
+
+from fcnn.train.checkpoint import (  # noqa: F401
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from fcnn.train.finetune import (  # noqa: F401
+    MODES,
+    combine,
+    count_trainable,
+    last_layer_path,
+    partition,
+    trainable_mask,
+)
+from fcnn.train.loop import FitResult, NonFiniteError, evaluate, fit  # noqa: F401
+from fcnn.train.optimizers import OPTIMIZERS, make_optimizer  # noqa: F401
+from fcnn.train.regularizers import (  # noqa: F401
+    add_l1,
+    add_l2,
+    decoupled_weight_decay,
+    kernel_mask,
+    max_norm,
+    project_max_norm,
+    unit_norms,
+)
+from fcnn.train.step import (  # noqa: F401
+    check_batch_fits,
+    describe_nonfinite,
+    init_opt_state,
+    make_eval_step,
+    make_train_step,
+)
