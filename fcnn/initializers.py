@@ -16,6 +16,7 @@ Variance-scaling initializers draw with variance `scale / fan`:
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable
 
 import jax
@@ -36,10 +37,21 @@ def compute_fans(shape) -> tuple[int, int]:
     return receptive * shape[-2], receptive * shape[-1]
 
 
-def _nonnegative(value, name):
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
+def _real(value, name, *, minimum=None):
+    # numbers.Real also admits NumPy scalars such as np.float32(0.01)
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, (bool, np.bool_))
+        or not math.isfinite(value)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{name}={value!r}: expected a finite number{bound}")
     return float(value)
+
+
+def _nonnegative(value, name):
+    return _real(value, name, minimum=0)
 
 
 def zeros(rng, shape, dtype=jnp.float32):
@@ -56,7 +68,7 @@ def ones(rng, shape, dtype=jnp.float32):
 
 def constant(value: float) -> Initializer:
     """Every entry equal to `value`."""
-    value = float(value)
+    value = _real(value, "value")
 
     def init(rng, shape, dtype=jnp.float32):
         del rng
@@ -158,8 +170,13 @@ def sparse(num_connections: int = 15, std: float = 1.0) -> Initializer:
     All other incoming weights are zero (Martens, 2010). For a conv kernel the inputs
     of a unit are its prod(window) * in incoming weights.
     """
-    if not isinstance(num_connections, int) or isinstance(num_connections, bool) or num_connections < 1:
+    if (
+        not isinstance(num_connections, numbers.Integral)
+        or isinstance(num_connections, (bool, np.bool_))
+        or num_connections < 1
+    ):
         raise ValueError(f"num_connections={num_connections!r}: expected a positive int")
+    num_connections = int(num_connections)
     std = _nonnegative(std, "std")
 
     def init(rng, shape, dtype=jnp.float32):
@@ -191,7 +208,10 @@ def orthogonal(scale: float = 1.0) -> Initializer:
         fan_in, _ = compute_fans(shape)
         units = shape[-1]
         rows, cols = max(fan_in, units), min(fan_in, units)
-        a = jax.random.normal(rng, (rows, cols), jnp.float32)
+        # QR in at least the requested precision: a float32 draw cast to float64 is
+        # only orthogonal to ~1e-7
+        work = jnp.promote_types(dtype, jnp.float32) if jnp.issubdtype(dtype, jnp.floating) else jnp.float32
+        a = jax.random.normal(rng, (rows, cols), work)
         q, r = jnp.linalg.qr(a)
         q = q * jnp.sign(jnp.diagonal(r))[None, :]  # unique, uniformly distributed Q
         if fan_in < units:
