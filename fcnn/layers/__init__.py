@@ -33,10 +33,18 @@ from fcnn.layers.activations import (  # noqa: F401
 )
 from fcnn.layers.dropout import Dropout, SpatialDropout  # noqa: F401
 from fcnn.layers.dense import Dense  # noqa: F401
+from fcnn.layers.normalization import (  # noqa: F401
+    LRN,
+    BatchNorm,
+    GroupNorm,
+    InstanceNorm,
+    LayerNorm,
+)
 from fcnn.layers.pooling import AvgPool, GlobalAvgPool, MaxPool  # noqa: F401
 from fcnn.layers.reshape import Flatten  # noqa: F401
 
 __all__ = [
+    "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "LRN",
     "Conv",
     "Activation", "Elu", "Gelu", "LeakyRelu", "LogSoftmax", "PRelu", "Relu", "RRelu",
     "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Swish", "Tanh",

@@ -27,3 +27,5 @@ from fcnn.ops.activations import (  # noqa: F401
 )
 from fcnn.ops.dropout import dropout, spatial_dropout  # noqa: F401
 from fcnn.ops.pooling import avg_pool, global_avg_pool, max_pool  # noqa: F401
+from fcnn.ops.lrn import lrn  # noqa: F401
+from fcnn.ops.normalization import normalize, normalize_with_stats, weight_normalize  # noqa: F401
