@@ -79,22 +79,26 @@ class MaskRuleTest(chex.TestCase):
             y_a, vjp_a = jax.vjp(lambda v: op(v, 0.5, key, train=True, mode=mode, backward="autodiff"), x)
             return y, vjp(g)[0], y_a, vjp_a(g)[0]
 
+        @jax.jit
+        def yardsticks(x, g):
+            """The mask (a run on ones) and a central difference along g."""
+            def inner(v):
+                return jnp.sum(g * op(v, 0.5, key, train=True, mode=mode))
+            eps = 1e-3
+            fd = (inner(x + eps * g) - inner(x - eps * g)) / (2 * eps)
+            return op(jnp.ones_like(x), 0.5, key, train=True, mode=mode), fd
+
         y, dx, y_a, dx_a = run(x, g)
-        # the mask, read off a run on ones, is the Jacobian's diagonal
-        mask = np.asarray(op(jnp.ones_like(x), 0.5, key, train=True, mode=mode))
+        mask, fd = (np.asarray(a) for a in yardsticks(x, g))
         kept_value = 2.0 if mode == "inverted" else 1.0
         self.assertTrue(np.all((mask == 0) | (mask == kept_value)))
         self.assertTrue(0 < (mask == 0).mean() < 1)
-        if spatial:
-            mask = mask[:, :1, :1, :]  # one value per (example, channel)
-            np.testing.assert_array_equal(np.asarray(op(jnp.ones_like(x), 0.5, key, train=True)),
-                                          np.broadcast_to(mask, x.shape))
+        if spatial:  # one value per (example, channel)
+            np.testing.assert_array_equal(mask, np.broadcast_to(mask[:, :1, :1, :], x.shape))
+            mask = mask[:, :1, :1, :]
         chex.assert_trees_all_close(y, y_a, ref.masked(x, mask), atol=1e-12)
         chex.assert_trees_all_close(dx, dx_a, ref.masked(g, mask), atol=1e-12)
-        # central differences: y is linear in x, so the difference quotient is exact-ish
-        eps = 1e-3
-        fd = (np.sum(g * op(x + eps * g, 0.5, key, train=True, mode=mode))
-              - np.sum(g * op(x - eps * g, 0.5, key, train=True, mode=mode))) / (2 * eps)
+        # y is linear in x, so the central difference is exact up to rounding
         self.assertAlmostEqual(float(fd), float(np.sum(g * dx)), places=8)
 
     def test_spatial_drops_whole_channels(self):
@@ -179,10 +183,12 @@ class LayerTest(chex.TestCase):
             init, apply = layer
             out_shape, params, state = init(jax.random.PRNGKey(0), shape)
             self.assertEqual(out_shape, shape)
-            x = jnp.ones((3,) + shape[1:])
+            x = jax.ShapeDtypeStruct((3,) + shape[1:], jnp.float32)
             for train in (True, False):
-                y, _ = apply(params, state, x, train=train, rng=jax.random.PRNGKey(1))
-                chex.assert_shape(y, x.shape)
+                y, _ = jax.eval_shape(
+                    lambda v: apply(params, state, v, train=train, rng=jax.random.PRNGKey(1)), x
+                )
+                self.assertEqual((y.shape, y.dtype), (x.shape, x.dtype))
 
     def test_dropout_on_inputs(self):
         """Dropout as the first layer drops input pixels, raw integers included."""
