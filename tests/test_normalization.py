@@ -675,3 +675,33 @@ def test_custom_backward_is_the_rule_in_use():
     ):
         assert "custom_vjp_call" in str(jax.make_jaxpr(lambda x: f(x, "custom"))(x))
         assert "custom_vjp_call" not in str(jax.make_jaxpr(lambda x: f(x, "autodiff"))(x))
+
+
+# ---- the Darknet block ----------------------------------------------------------------
+
+
+def test_conv_bn_leaky_is_conv_without_bias_then_batch_norm_then_leaky_relu():
+    block = fcnn.conv_bn_leaky(8, 3, strides=2)
+    out_shape, params, state = block.init(jax.random.PRNGKey(0), (-1, 9, 9, 3))
+    assert out_shape == (-1, 5, 5, 8)
+    assert set(params["0"]) == {"kernel"} and params["0"]["kernel"].shape == (3, 3, 3, 8)
+    assert set(params["1"]) == {"scale", "bias"} and params["2"] == {}
+    assert set(state["1"]) == {"mean", "var", "count"}
+    params["1"] = {"scale": jnp.asarray(randn(1, (8,)), jnp.float32),
+                   "bias": jnp.asarray(randn(2, (8,)), jnp.float32)}
+    x = jnp.asarray(randn(0, (4, 9, 9, 3)), jnp.float32)
+    apply = jax.jit(block.apply, static_argnames="train")
+    y, new_state = apply(params, state, x, train=True)
+    chex.assert_shape(y, (4, 5, 5, 8))
+
+    conv = fcnn.Conv(8, 3, strides=2, use_bias=False)
+    z = np.asarray(conv.apply(params["0"], {}, x, train=True)[0], np.float64)
+    mean, var = z.mean((0, 1, 2), keepdims=True), z.var((0, 1, 2), keepdims=True)
+    scale = np.asarray(params["1"]["scale"]).reshape(1, 1, 1, 8)
+    bias = np.asarray(params["1"]["bias"]).reshape(1, 1, 1, 8)
+    bn = scale * (z - mean) / np.sqrt(var + EPS) + bias
+    np.testing.assert_allclose(y, np.where(bn > 0, bn, 0.1 * bn), rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(new_state["1"]["mean"], 0.01 * mean.reshape(8), rtol=1e-4)
+    y_eval, eval_state = apply(params, new_state, x[:1], train=False)
+    chex.assert_shape(y_eval, (1, 5, 5, 8))
+    chex.assert_trees_all_equal(eval_state, new_state)

@@ -33,6 +33,7 @@ from fcnn.layers.activations import (  # noqa: F401
 )
 from fcnn.layers.dropout import Dropout, SpatialDropout  # noqa: F401
 from fcnn.layers.dense import Dense  # noqa: F401
+from fcnn.layers.maxout import Maxout  # noqa: F401
 from fcnn.layers.normalization import (  # noqa: F401
     LRN,
     BatchNorm,
@@ -40,15 +41,19 @@ from fcnn.layers.normalization import (  # noqa: F401
     InstanceNorm,
     LayerNorm,
 )
+from fcnn.layers.weight_norm import WeightNorm  # noqa: F401
+from fcnn.layers.blocks import conv_bn_leaky  # noqa: F401
 from fcnn.layers.pooling import AvgPool, GlobalAvgPool, MaxPool  # noqa: F401
 from fcnn.layers.reshape import Flatten  # noqa: F401
 
 __all__ = [
-    "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "LRN",
+    "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "LRN", "WeightNorm",
+    "conv_bn_leaky",
     "Conv",
     "Activation", "Elu", "Gelu", "LeakyRelu", "LogSoftmax", "PRelu", "Relu", "RRelu",
     "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Swish", "Tanh",
     "Dropout", "SpatialDropout",
+    "Maxout",
     "Dense", "Flatten", "AvgPool", "GlobalAvgPool", "MaxPool",
     "Layer", "compose", "count_params", "fan_in_concat", "fan_in_sum", "fan_out",
     "identity", "parallel", "residual", "serial", "summary",
