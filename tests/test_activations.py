@@ -353,3 +353,81 @@ class RegistryAndLayerTest(chex.TestCase):
             act.sigmoid(jnp.ones(2), backward="manual")
         with pytest.raises(ValueError, match=r"alpha=inf"):
             act.elu(jnp.ones(2), alpha=float("inf"))
+
+
+class MaxoutLayerTest(chex.TestCase):
+    """Maxout as a Dense/Conv layer with `pieces` times the outputs, then the max."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    def test_dense_maxout_three_ways(self):
+        init, apply = fcnn.Maxout(3, pieces=4, param_dtype=jnp.float64)
+        out_shape, params, state = init(jax.random.PRNGKey(0), (-1, 5))
+        self.assertEqual(out_shape, (-1, 3))
+        chex.assert_shape((params["kernel"], params["bias"]), ((5, 12), (12,)))
+        params["bias"] = jnp.asarray(np.random.default_rng(1).normal(size=12))
+        x = jnp.asarray(np.random.default_rng(2).normal(size=(6, 5)))
+        g = jnp.asarray(np.random.default_rng(3).normal(size=(6, 3)))
+        _, apply_a = fcnn.Maxout(3, pieces=4, backward="autodiff")
+
+        @self.variant
+        def run(p):
+            outs = {}
+            for name, fn in (("custom", apply), ("autodiff", apply_a)):
+                y, vjp = jax.vjp(lambda q: fn(q, state, x, train=False)[0], p)
+                outs[name] = (y, vjp(g)[0])
+            return outs
+
+        outs = run(params)
+        kernel, bias = np.asarray(params["kernel"]), np.asarray(params["bias"])
+        z = np.asarray(x) @ kernel + bias
+        y_ref = ref.maxout(z, 4)
+        dz = ref.maxout_vjp(z, 4, np.asarray(g))
+        chex.assert_trees_all_close(outs["custom"][0], outs["autodiff"][0], y_ref, atol=1e-12)
+        chex.assert_trees_all_close(outs["custom"][1], outs["autodiff"][1], atol=1e-12)
+        chex.assert_trees_all_close(
+            outs["custom"][1], {"kernel": np.asarray(x).T @ dz, "bias": dz.sum(axis=0)}, atol=1e-12
+        )
+        # finite differences along a random direction in parameter space
+        direction = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(np.random.default_rng(4).normal(size=a.shape)), params
+        )
+
+        def objective(p):
+            return jnp.sum(g * apply_a(p, state, x, train=False)[0])
+
+        shifted = [jax.tree_util.tree_map(lambda a, d: a + s * EPS * d, params, direction) for s in (1, -1)]
+        fd = (objective(shifted[0]) - objective(shifted[1])) / (2 * EPS)
+        analytic = sum(jnp.vdot(outs["custom"][1][k], direction[k]) for k in params)
+        self.assertAlmostEqual(float(fd), float(analytic), places=6)
+
+    def test_conv_maxout_matches_conv_then_max(self):
+        init, apply = fcnn.Maxout(2, pieces=3, kind="conv", kernel_size=3, padding="VALID")
+        out_shape, params, state = init(jax.random.PRNGKey(0), (-1, 6, 6, 4))
+        self.assertEqual(out_shape, (-1, 4, 4, 2))
+        chex.assert_shape(params["kernel"], (3, 3, 4, 6))
+        x = jnp.asarray(np.random.default_rng(5).normal(size=(2, 6, 6, 4)), jnp.float32)
+        y, _ = apply(params, state, x, train=False)
+        z, _ = fcnn.Conv(6, 3, padding="VALID").apply(params, {}, x, train=False)
+        chex.assert_shape(y, (2, 4, 4, 2))
+        chex.assert_trees_all_close(y, ref.maxout(np.asarray(z), 3), rtol=1e-6)
+
+    def test_pieces_w_and_minus_w_give_the_absolute_value(self):
+        init, apply = fcnn.Maxout(1, pieces=2, use_bias=False)
+        _, params, state = init(jax.random.PRNGKey(0), (-1, 1))
+        params = {"kernel": jnp.array([[1.0, -1.0]])}
+        x = jnp.array([[-2.0], [0.5], [3.0]])
+        np.testing.assert_allclose(apply(params, state, x, train=False)[0], np.abs(x))
+        params = {"kernel": jnp.array([[1.0, 0.0]])}  # pieces (w, 0): a ReLU
+        np.testing.assert_allclose(apply(params, state, x, train=False)[0], np.maximum(x, 0))
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match=r"pieces=1: maxout needs an int k >= 2"):
+            fcnn.Maxout(4, pieces=1)
+        with pytest.raises(ValueError, match=r"features=0: expected a positive int"):
+            fcnn.Maxout(0)
+        with pytest.raises(ValueError, match=r"kind='rnn': expected one of \('dense', 'conv'\)"):
+            fcnn.Maxout(4, kind="rnn")
+        with pytest.raises(ValueError, match=r'kind="conv": a convolutional maxout layer needs kernel_size'):
+            fcnn.Maxout(4, kind="conv")
+        with pytest.raises(ValueError, match=r"kernel_size=3: a dense maxout layer has no kernel size"):
+            fcnn.Maxout(4, kernel_size=3)
