@@ -101,8 +101,14 @@ def init_population(model, optimizer, input_shape, seeds, *, hyperparams=None, t
     seeds = _check_seeds(seeds)
     values = _check_hyperparams(hyperparams, len(seeds))
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])
-    params, state = jax.vmap(lambda key: model.init(key, tuple(input_shape))[1:])(keys)
-    opt_state = jax.vmap(lambda p: init_opt_state(optimizer, p, trainable))(params)
+    input_shape = tuple(input_shape)
+
+    @jax.jit
+    def init_all(keys):
+        params, state = jax.vmap(lambda key: model.init(key, input_shape)[1:])(keys)
+        return params, state, jax.vmap(lambda p: init_opt_state(optimizer, p, trainable))(params)
+
+    params, state, opt_state = init_all(keys)
     if values:
         opt_state = set_hyperparams(opt_state, values)
     return params, state, opt_state
