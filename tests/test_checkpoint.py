@@ -4,7 +4,6 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -36,8 +35,8 @@ def model_and_data(hidden=8):
     return model, params, state, (images, labels)
 
 
-def trees(seed=0):
-    model, params, state, _ = model_and_data()
+def trees():
+    _, params, state, _ = model_and_data()
     opt = make_optimizer("adam", 1e-3)
     return params, state, init_opt_state(opt, params)
 

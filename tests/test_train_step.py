@@ -9,6 +9,7 @@ import pytest
 from absl.testing import parameterized
 
 import fcnn
+import fcnn.metrics
 from fcnn import losses
 from fcnn.train import (
     describe_nonfinite,
@@ -248,3 +249,24 @@ def test_schedule_learning_rate_is_reported():
         p, s, o, m = step(p, s, o, batch, jax.random.PRNGKey(i))
         seen.append(float(m["learning_rate"]))
     np.testing.assert_allclose(seen, [0.1, 0.05, 0.025], rtol=1e-6)
+
+
+def test_classification_metrics_against_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(50, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, size=50).astype(np.int32)
+    pred = logits.argmax(-1)
+    assert float(fcnn.metrics.accuracy(logits, labels)) == pytest.approx(np.mean(pred == labels))
+    onehot = np.eye(4, dtype=np.float32)[labels]
+    assert float(fcnn.metrics.accuracy(logits, onehot)) == pytest.approx(np.mean(pred == labels))
+    top2 = np.argsort(-logits, axis=-1)[:, :2]
+    assert float(fcnn.metrics.top_k_accuracy(logits, labels, 2)) == pytest.approx(
+        np.mean([labels[i] in top2[i] for i in range(50)]))
+    want = np.zeros((4, 4), np.int64)
+    for t, p in zip(labels, pred):
+        want[t, p] += 1
+    np.testing.assert_array_equal(fcnn.metrics.confusion_matrix(logits, labels), want)
+    with pytest.raises(ValueError, match=r"k=5: expected an int in \[1, 4\]"):
+        fcnn.metrics.top_k_accuracy(logits, labels, 5)
+    with pytest.raises(ValueError, match=r"labels has shape \(3,\)"):
+        fcnn.metrics.accuracy(logits, labels[:3])
