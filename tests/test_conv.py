@@ -111,9 +111,19 @@ CORE = [
 ]
 REST = [c[0] for c in CONFIGS if c[0] not in CORE]
 FINITE_DIFFERENCES = [
-    "1d_valid_s3_not_dividing", "1d_pad_wider_than_window", "1d_everything",
-    "2d_same_s2", "2d_transposed_conv", "2d_groups3_pairs", "2d_everything", "3d_everything",
+    "1d_valid_s3_not_dividing", "1d_pad_wider_than_window", "2d_same_s2",
+    "2d_transposed_conv", "2d_everything", "3d_everything",
 ]
+
+
+def normal(seed, shape, dtype=np.float32):
+    return np.random.default_rng(seed).normal(size=shape).astype(dtype)
+
+
+def numpy_init(rng, shape, dtype=jnp.float32):
+    """A kernel initializer drawing with NumPy, for tests that only need some values:
+    `jax.random.normal` compiles once per new shape, which would dominate the run time."""
+    return jnp.asarray(0.3 * normal(int(np.asarray(rng).sum()), shape), dtype)
 
 
 def named(names):
@@ -275,6 +285,9 @@ def test_no_bias_gives_no_bias_gradient_and_integers_are_promoted():
         x.astype(np.float64), kernel.astype(np.float64)
     )
     assert grads[0].shape == x.shape and grads[1].shape == kernel.shape
+    # nested lists work like arrays
+    np.testing.assert_array_equal(conv([[[1], [2], [3]]], [[[1]], [[1]]], [0.5], padding="VALID"),
+                                  [[[3.5], [5.5]]])
 
 
 # ----------------------------------------------------------------------------------
@@ -343,7 +356,7 @@ def test_notes_7x7x3_volume_two_filters_stride_2_and_56_parameters():
     cell = np.sum(volume[0, 0:3, 0:3, :] * kernel[..., 0]) + bias[0]
     np.testing.assert_allclose(y[0, 0, 0, 0], cell)
 
-    init, apply = fcnn.Conv(2, 3, strides=2, padding=1)
+    init, apply = fcnn.Conv(2, 3, strides=2, padding=1, kernel_init=numpy_init)
     out_shape, params, _ = init(jax.random.PRNGKey(0), (1, 5, 5, 3))
     assert out_shape == (1, 3, 3, 2)
     assert fcnn.count_params(params) == (3 * 3 * 3 + 1) * 2 == 56
@@ -351,7 +364,7 @@ def test_notes_7x7x3_volume_two_filters_stride_2_and_56_parameters():
 
 
 def test_ten_5x5x3_filters_have_760_parameters():
-    _, params, _ = fcnn.Conv(10, 5).init(jax.random.PRNGKey(0), (1, 32, 32, 3))
+    _, params, _ = fcnn.Conv(10, 5, kernel_init=numpy_init).init(jax.random.PRNGKey(0), (1, 32, 32, 3))
     assert params["kernel"].shape == (5, 5, 3, 10)
     assert fcnn.count_params(params) == (5 * 5 * 3 + 1) * 10 == 760
 
@@ -443,10 +456,10 @@ class ConvLayerTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*LAYER_CASES)
     def test_init_shape_is_apply_shape(self, kwargs, input_shape):
-        init, apply = fcnn.Conv(**kwargs)
+        init, apply = fcnn.Conv(**kwargs, kernel_init=numpy_init)
         out_shape, params, state = init(jax.random.PRNGKey(0), input_shape)
         concrete = tuple(2 if d == -1 else d for d in input_shape)
-        x = jax.random.normal(jax.random.PRNGKey(1), concrete, jnp.float32)
+        x = normal(1, concrete)
         y, new_state = self.variant(lambda p, x: apply(p, state, x, train=False))(params, x)
         self.assertEqual(out_shape[0], input_shape[0])
         self.assertEqual(tuple(y.shape), (concrete[0], *out_shape[1:]))
@@ -486,10 +499,10 @@ class ConvLayerTest(chex.TestCase):
         )
 
     def test_vmap_over_a_batch_of_models(self):
-        init, apply = fcnn.Conv(3, 3, strides=2)
+        init, apply = fcnn.Conv(3, 3, strides=2, kernel_init=numpy_init, bias_init=numpy_init)
         models = [init(jax.random.PRNGKey(i), (-1, 6, 6, 2))[1] for i in range(4)]
         stacked = jax.tree_util.tree_map(lambda *p: jnp.stack(p), *models)
-        x = jax.random.normal(jax.random.PRNGKey(9), (5, 6, 6, 2), jnp.float32)
+        x = normal(9, (5, 6, 6, 2))
         ys = jax.vmap(lambda p: apply(p, {}, x, train=False)[0])(stacked)
         chex.assert_shape(ys, (4, 5, 3, 3, 3))
         for i, p in enumerate(models):
@@ -508,8 +521,7 @@ class ConvLayerTest(chex.TestCase):
         chex.clear_trace_counter()
         model = fcnn.serial(fcnn.Conv(4, 3, strides=2), fcnn.Conv(1, 3, padding="VALID"))
         _, params, state = model.init(jax.random.PRNGKey(0), (-1, 8, 8, 1))
-        x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1), jnp.float32)
-        target = jax.random.normal(jax.random.PRNGKey(2), (4, 2, 2, 1), jnp.float32)
+        x, target = normal(1, (4, 8, 8, 1)), normal(2, (4, 2, 2, 1))
 
         @jax.jit
         @chex.assert_max_traces(n=1)
@@ -529,17 +541,17 @@ class ConvLayerTest(chex.TestCase):
 
 
 def test_int_kernel_size_follows_the_input_rank():
-    init, _ = fcnn.Conv(2, 3)
+    init, _ = fcnn.Conv(2, 3, kernel_init=numpy_init)
     for shape, window in [((1, 8, 2), (3,)), ((1, 8, 8, 2), (3, 3)), ((1, 4, 4, 4, 2), (3, 3, 3))]:
         _, params, _ = init(jax.random.PRNGKey(0), shape)
         assert params["kernel"].shape == (*window, 2, 2)
 
 
 def test_layer_custom_and_autodiff_backward_agree():
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 4), jnp.float64)
+    x = normal(1, (2, 6, 6, 4), np.float64)
     grads = []
     for backward in ("custom", "autodiff"):
-        init, apply = fcnn.Conv(4, 3, groups=2, strides=2, backward=backward)
+        init, apply = fcnn.Conv(4, 3, groups=2, strides=2, backward=backward, kernel_init=numpy_init)
         _, params, _ = init(jax.random.PRNGKey(0), x.shape)
         grads.append(jax.grad(lambda p: jnp.sum(apply(p, {}, x, train=True)[0] ** 2))(params))
     chex.assert_trees_all_close(grads[0], grads[1], **TOL)
@@ -639,13 +651,13 @@ def test_layer_constructor_rejects_bad_arguments(kwargs, error, match):
     ],
 )
 def test_layer_init_rejects_bad_input_shapes(kwargs, input_shape, match):
-    init, _ = fcnn.Conv(2, **kwargs)
+    init, _ = fcnn.Conv(2, **kwargs, kernel_init=numpy_init)
     with pytest.raises(ValueError, match=match):
         init(jax.random.PRNGKey(0), input_shape)
 
 
 def test_layer_apply_rejects_inputs_that_do_not_match_the_params():
-    init, apply = fcnn.Conv(2, 3)
+    init, apply = fcnn.Conv(2, 3, kernel_init=numpy_init)
     _, params, state = init(jax.random.PRNGKey(0), (1, 8, 8, 3))
     with pytest.raises(ValueError, match=r"x has 4 channels .*but the params expect 3"):
         apply(params, state, jnp.zeros((1, 8, 8, 4)), train=False)
@@ -655,7 +667,7 @@ def test_layer_apply_rejects_inputs_that_do_not_match_the_params():
         apply(params, state, jnp.zeros((8, 3)), train=False)
     with pytest.raises(TypeError, match=r"train=1: expected True or False"):
         apply(params, state, jnp.zeros((1, 8, 8, 3)), train=1)
-    fixed_init, fixed_apply = fcnn.Conv(2, (3, 3))
+    fixed_init, fixed_apply = fcnn.Conv(2, (3, 3), kernel_init=numpy_init)
     _, params, _ = fixed_init(jax.random.PRNGKey(0), (1, 8, 8, 3))
     with pytest.raises(ValueError, match=r"kernel_size=\(3, 3\) has 2 spatial dimension\(s\)"):
         fixed_apply(params, {}, jnp.zeros((1, 8, 3)), train=False)

@@ -10,7 +10,7 @@ import numpy as np
 
 from fcnn import _checks, initializers
 from fcnn.layers.base import Layer, check_train_flag, make_layer
-from fcnn.ops.conv import RANKS, conv, conv_output_shape
+from fcnn.ops.conv import CHANNELS_NOT_DIVISIBLE, RANKS, conv, conv_output_shape
 
 
 def Conv(  # noqa: N802 (layers are named like classes, as in stax)
@@ -60,7 +60,9 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         )
     groups = _checks.positive_int(groups, "groups")
     if features % groups:
-        raise ValueError(f"groups={groups}: features (={features}) must be divisible by groups")
+        raise ValueError(
+            CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="features", count=features)
+        )
     if not isinstance(use_bias, (bool, np.bool_)):
         raise TypeError(f"use_bias={use_bias!r}: expected True or False")
     backward = _checks.check_backward(backward)
@@ -87,7 +89,7 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         c_in = _checks.positive_int(input_shape[-1], f"{name}: input channels")
         if c_in % groups:
             raise ValueError(
-                f"groups={groups}: in_channels (={c_in}) must be divisible by groups"
+                CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="in_channels", count=c_in)
             )
         kernel_shape = _checks.spatial_tuple(kernel_size, nd, "kernel_size") + (
             c_in // groups, features,

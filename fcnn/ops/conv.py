@@ -74,7 +74,9 @@ def _resolve(x_shape, kernel_shape, strides, padding, dilation, input_dilation, 
         raise ValueError(f"{kernel_name} has shape {kernel_shape}: every entry must be positive")
     groups = _checks.positive_int(groups, "groups")
     if c_in % groups:
-        raise ValueError(CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="in_channels", count=c_in))
+        raise ValueError(
+            CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="in_channels", count=c_in)
+        )
     if c_out % groups:
         raise ValueError(
             CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="out_channels", count=c_out)
@@ -163,7 +165,8 @@ def _input_grad_padding(in_spatial, window, out_spatial, config: ConvConfig):
 def _conv_input_grad(dy, kernel, config: ConvConfig, in_spatial):
     """dx = full correlation of dy (dilated by the stride) with the flipped kernel.
 
-    dx[n, i, g*Cig + ci] = sum_{o, k : o*S + k*D = i*L + p_lo} dy[n, o, g*Cog + co] w[k, ci, g*Cog + co].
+    dx[n, i, g*Cig + ci] = sum_{o, k, co : o*S + k*D = i*L + p_lo}
+                               dy[n, o, g*Cog + co] w[k, ci, g*Cog + co].
     Substituting k' = K - 1 - k turns this into a correlation of dy, dilated by S, padded
     by `_input_grad_padding`, with the spatially flipped kernel dilated by D, taken with
     stride L (the input dilation): only cells holding a real input get a gradient.
@@ -296,7 +299,7 @@ def conv(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1, input_d
             f"bias has shape {tuple(np.shape(bias))}: expected ({kernel_shape[-1]},), one "
             "entry per output channel"
         )
-    operands = (x, kernel) if bias is None else (x, kernel, bias)
+    operands = [jnp.asarray(a) for a in ((x, kernel) if bias is None else (x, kernel, bias))]
     dtype = jnp.result_type(*operands)
     if not jnp.issubdtype(dtype, jnp.inexact):
         dtype = jnp.promote_types(dtype, jnp.float32)

@@ -4,7 +4,8 @@ Written from the definition only (no jax, no lax): the input is dilated and zero
 explicitly, then every output position and every window tap is visited in plain Python
 loops. The backward accumulates the chain rule over exactly the same loops:
 y[n, o, co] += xpad[n, pos, ci] * w[k, ci, co] gives
-dxpad[n, pos, ci] += dy[n, o, co] * w[k, ci, co] and dw[k, ci, co] += xpad[n, pos, ci] * dy[n, o, co].
+dxpad[n, pos, ci] += dy[n, o, co] * w[k, ci, co] and
+dw[k, ci, co] += xpad[n, pos, ci] * dy[n, o, co].
 
 Layout: x (N, *S, C_in), kernel (*K, C_in // groups, C_out), channels last.
 """
