@@ -5,8 +5,6 @@ Forward and backward are checked against the naive-loop NumPy oracle
 (`backward="autodiff"`) and against central finite differences in float64.
 """
 
-import math
-
 import chex
 import jax
 import jax.numpy as jnp
@@ -100,12 +98,12 @@ class NormalizeOpTest(chex.TestCase):
     # Eager (without_jit) runs compile every small op once per shape: a few cases
     # run both ways, the rest jitted only, to keep the suite fast.
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[OP_CASES[i] for i in (0, 3, 5)])
+    @parameterized.named_parameters(*[OP_CASES[i] for i in (0, 5)])
     def test_backward_matches_oracle_and_autodiff(self, shape, axes, pshape):
         self._check_backward(shape, axes, pshape)
 
     @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*[OP_CASES[i] for i in (1, 2, 4, 6)])
+    @parameterized.named_parameters(*[OP_CASES[i] for i in (1, 2, 3, 4, 6)])
     def test_backward_matches_oracle_and_autodiff_more(self, shape, axes, pshape):
         self._check_backward(shape, axes, pshape)
 
@@ -469,12 +467,12 @@ PER_EXAMPLE = [
 class PerExampleNormTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*[PER_EXAMPLE[i] for i in (0, 3)])
+    @parameterized.named_parameters(PER_EXAMPLE[3])
     def test_matches_oracle_and_autodiff(self, make, shape, key):
         self._check(make, shape, key)
 
     @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*[PER_EXAMPLE[i] for i in (1, 2, 4)])
+    @parameterized.named_parameters(*[PER_EXAMPLE[i] for i in (0, 1, 2, 4)])
     def test_matches_oracle_and_autodiff_more(self, make, shape, key):
         self._check(make, shape, key)
 
@@ -586,7 +584,8 @@ def test_init_shape_is_apply_shape(layer, input_shape):
         (lambda: BatchNorm(epsilon=0.0), ValueError, r"epsilon=0.0: expected a finite number > 0"),
         (lambda: LayerNorm(epsilon=-1e-5), ValueError, r"epsilon=-1e-05"),
         (lambda: GroupNorm(epsilon=float("nan")), ValueError, r"epsilon=nan"),
-        (lambda: BatchNorm(momentum=1.5), ValueError, r"momentum=1.5: expected a number in \[0, 1\]"),
+        (lambda: BatchNorm(momentum=1.5), ValueError,
+         r"momentum=1.5: expected a number in \[0, 1\]"),
         (lambda: BatchNorm(momentum=-0.1), ValueError, r"momentum=-0.1"),
         (lambda: BatchNorm(running_average="avg"), ValueError, r"running_average='avg'"),
         (lambda: BatchNorm(axis=1.0), TypeError, r"axis=1.0: expected an int"),
@@ -625,7 +624,7 @@ def test_evaluation_without_running_statistics_is_an_error():
     _, params, state = layer.init(jax.random.PRNGKey(0), (2, 3))
     x = jnp.ones((2, 3))
     for bad in ({}, None, {"mean": state["mean"]}, {"mean": jnp.zeros(4), "var": jnp.ones(4)}):
-        with pytest.raises(ValueError, match=r"BatchNorm: train=False needs the running statistics"):
+        with pytest.raises(ValueError, match=r"BatchNorm: train=False needs the running stat"):
             layer.apply(params, bad, x, train=False)
     with pytest.raises(ValueError, match=r"train=True needs the running statistics"):
         layer.apply(params, {}, x, train=True)
@@ -634,7 +633,7 @@ def test_evaluation_without_running_statistics_is_an_error():
 def test_apply_rejects_inputs_that_do_not_match_init():
     for layer in (BatchNorm(), LayerNorm(), GroupNorm(2), InstanceNorm(), fcnn.LRN()):
         _, params, state = layer.init(jax.random.PRNGKey(0), (-1, 4, 4, 6))
-        with pytest.raises(ValueError, match=r"initialised for input shape \(-1, 4, 4, 6\) \(rank 4\)"):
+        with pytest.raises(ValueError, match=r"initialised for input shape \(-1, 4, 4, 6\) \(rank"):
             layer.apply(params, state, jnp.ones((2, 6)), train=False)
         with pytest.raises(ValueError, match=r"with 4 channels .* initialised for\s+6 channels"):
             layer.apply(params, state, jnp.ones((2, 4, 4, 4)), train=True)
@@ -648,6 +647,8 @@ def test_apply_rejects_bad_train_flag_and_single_value_batches():
     with pytest.raises(ValueError, match=r"gives 1 value per channel"):
         layer.apply(params, state, jnp.ones((1, 3)), train=True)
     layer.apply(params, state, jnp.ones((1, 3)), train=False)  # fine in evaluation
+    with pytest.raises(ValueError, match=r"axis_name='b' is not bound: call apply inside"):
+        BatchNorm(axis_name="b").apply(params, state, jnp.ones((2, 3)), train=True)
 
 
 def test_op_rejects_bad_arguments():
@@ -695,7 +696,8 @@ def test_conv_bn_leaky_is_conv_without_bias_then_batch_norm_then_leaky_relu():
     chex.assert_shape(y, (4, 5, 5, 8))
 
     conv = fcnn.Conv(8, 3, strides=2, use_bias=False)
-    z = np.asarray(conv.apply(params["0"], {}, x, train=True)[0], np.float64)
+    z = np.asarray(jax.jit(lambda p, x: conv.apply(p, {}, x, train=True)[0])(params["0"], x),
+                   np.float64)
     mean, var = z.mean((0, 1, 2), keepdims=True), z.var((0, 1, 2), keepdims=True)
     scale = np.asarray(params["1"]["scale"]).reshape(1, 1, 1, 8)
     bias = np.asarray(params["1"]["bias"]).reshape(1, 1, 1, 8)

@@ -264,7 +264,14 @@ def BatchNorm(
         axes = tuple(d for d in range(x.ndim) if d != ax)
         m = math.prod(x.shape[d] for d in axes)
         if axis_name is not None:
-            m *= lax.axis_size(axis_name)
+            try:
+                m *= lax.axis_size(axis_name)
+            except NameError:
+                raise ValueError(
+                    f"{name}: axis_name={axis_name!r} is not bound: call apply inside "
+                    f"jax.vmap(..., axis_name={axis_name!r}) (or pmap/shard_map over that "
+                    "axis), or build BatchNorm without axis_name"
+                ) from None
         if m < 2:
             raise ValueError(
                 f"{name}: train=True on input shape {x.shape} gives {m} value per channel; "
@@ -436,7 +443,7 @@ def GroupNorm(
     backward: str = "custom",
     param_dtype=jnp.float32,
 ):
-    """Group normalization: channels split into `num_groups` groups, each example and group standardised.
+    """Group normalization: each example standardised per group of C / num_groups channels.
 
     Shapes: x (N, *spatial, C); y like x; params {"scale": (C,), "bias": (C,)}.
     The statistics of group g run over the spatial axes and channels
