@@ -707,3 +707,13 @@ def test_conv_bn_leaky_is_conv_without_bias_then_batch_norm_then_leaky_relu():
     y_eval, eval_state = apply(params, new_state, x[:1], train=False)
     chex.assert_shape(y_eval, (1, 5, 5, 8))
     chex.assert_trees_all_equal(eval_state, new_state)
+
+
+def test_one_layer_object_reused_at_two_places_with_different_shapes():
+    norm = fcnn.LayerNorm()
+    model = fcnn.serial(norm, fcnn.Dense(6), norm)
+    _, params, state = model.init(jax.random.PRNGKey(0), (2, 3))
+    y, _ = model.apply(params, state, jnp.ones((2, 3)), train=False)
+    chex.assert_shape(y, (2, 6))
+    with pytest.raises(ValueError, match="initialised for"):
+        norm.apply(params["0"], state["0"], jnp.ones((2, 4, 4)), train=False)

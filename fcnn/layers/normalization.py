@@ -73,11 +73,15 @@ def _check_axis(axis, ndim: int, layer: str, shape) -> int:
 
 
 class _Built:
-    """The input shape a layer was initialised for, to reject mismatched inputs."""
+    """The input shapes a layer was initialised for, to reject mismatched inputs.
+
+    A layer object may be reused at several places of a model (with other shapes),
+    so every shape seen by init is kept and an input must match one of them.
+    """
 
     def __init__(self, layer: str):
         self.layer = layer
-        self.shape = None
+        self.shapes: list[tuple] = []
 
     def record(self, input_shape, min_rank: int, what: str):
         shape = tuple(input_shape)
@@ -86,25 +90,32 @@ class _Built:
                 f"{self.layer}: input_shape={shape} has rank {len(shape)}: expected rank "
                 f">= {min_rank}, {what}"
             )
-        self.shape = shape
+        if shape not in self.shapes:
+            self.shapes.append(shape)
         return shape
 
+    @staticmethod
+    def _matches(x, shape, channel_axis: int) -> bool:
+        if x.ndim != len(shape):
+            return False
+        c = shape[channel_axis]
+        return c == -1 or x.shape[channel_axis] == c
+
     def check(self, x, channel_axis: int = -1):
-        if self.shape is None:
+        if not self.shapes or any(self._matches(x, s, channel_axis) for s in self.shapes):
             return
-        if x.ndim != len(self.shape):
+        shape = self.shapes[-1]
+        if x.ndim != len(shape):
             raise ValueError(
                 f"{self.layer}: input has shape {x.shape} (rank {x.ndim}), but the layer "
-                f"was initialised for input shape {self.shape} (rank {len(self.shape)}); "
+                f"was initialised for input shape {shape} (rank {len(shape)}); "
                 "re-run init with the new input shape"
             )
-        c = self.shape[channel_axis]
-        if c != -1 and x.shape[channel_axis] != c:
-            raise ValueError(
-                f"{self.layer}: input has shape {x.shape} with {x.shape[channel_axis]} "
-                f"channels (axis {channel_axis}), but the layer was initialised for "
-                f"{c} channels (input shape {self.shape})"
-            )
+        raise ValueError(
+            f"{self.layer}: input has shape {x.shape} with {x.shape[channel_axis]} "
+            f"channels (axis {channel_axis}), but the layer was initialised for "
+            f"{shape[channel_axis]} channels (input shape {shape})"
+        )
 
 
 def _channels(shape, axis: int, layer: str) -> int:
