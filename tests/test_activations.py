@@ -12,7 +12,6 @@ import pytest
 from absl.testing import parameterized
 
 import fcnn
-from fcnn.layers.base import MISSING_RNG
 from fcnn.ops import activations as act
 from tests.reference import activation_ref as ref
 

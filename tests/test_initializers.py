@@ -51,9 +51,9 @@ def _std(fan_in, fan_out):
 
 
 class VarianceTest(parameterized.TestCase):
-    @parameterized.product(
-        name=sorted(_std(1, 1)),
-        shape=[DENSE, CONV],
+    @parameterized.parameters(
+        *[(name, CONV) for name in sorted(_std(1, 1)) if not name.startswith(("glorot", "kaiming"))],
+        *[(name, DENSE) for name in ("lecun_normal", "xavier_uniform", "he_normal")],
     )
     def test_empirical_std_matches_the_formula(self, name, shape):
         fan_in, fan_out = {DENSE: (1000, 500), CONV: (576, 1152)}[shape]
@@ -120,10 +120,13 @@ class SparseTest(parameterized.TestCase):
 
 
 class NamesAndErrorsTest(parameterized.TestCase):
-    def test_every_name_resolves_and_draws(self):
+    def test_every_name_resolves(self):
         for name in init._BY_NAME:
-            w = init.get(name)(KEY, (20, 10))
-            self.assertEqual(w.shape, (20, 10), name)
+            w = jax.eval_shape(lambda k, name=name: init.get(name)(k, (20, 10)), KEY)
+            self.assertEqual((w.shape, w.dtype), ((20, 10), jnp.float32), name)
+        for alias, name in (("glorot", "xavier"), ("kaiming", "he")):
+            for dist in ("normal", "uniform"):
+                self.assertIs(init.get(f"{alias}_{dist}"), init.get(f"{name}_{dist}"))
         self.assertIs(init.get(init.he_normal), init.he_normal)
         np.testing.assert_array_equal(init.get("zeros")(KEY, (2, 3)), 0.0)
         np.testing.assert_array_equal(init.get("ones")(KEY, (2,)), 1.0)
