@@ -22,7 +22,7 @@ LOSS = losses.softmax_cross_entropy
 
 
 def pretrained():
-    model = fcnn.serial(fcnn.Conv(3, 3), fcnn.BatchNorm(), fcnn.Relu(), fcnn.Flatten(),
+    model = fcnn.serial(fcnn.Flatten(), fcnn.Dense(6), fcnn.BatchNorm(), fcnn.Relu(),
                         fcnn.Dense(8), fcnn.Relu(), fcnn.Dense(3))
     _, params, state = model.init(jax.random.PRNGKey(0), (-1, 5, 5, 2))
     x = jax.random.normal(jax.random.PRNGKey(1), (12, 5, 5, 2), jnp.float32)

@@ -13,14 +13,14 @@ from fcnn import main as main_module
 
 def test_quick_run_trains_reports_accuracy_and_writes_a_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main_module.main(["--epochs", "2", "--batch-size", "32", "--lr", "0.002",
+    code = main_module.main(["--epochs", "2", "--batch-size", "64", "--lr", "0.003",
                              "--seed", "1", "--out", str(out), "--quiet"])
     assert code == 0
     printed = capsys.readouterr().out
     accuracy = float(re.search(r"test accuracy (\d+\.\d+)%", printed).group(1))
     assert accuracy > 90.0, printed
     checkpoints = sorted(os.listdir(out / "checkpoints"))
-    assert checkpoints[-2:] == ["ckpt_00000088.json", "ckpt_00000088.npz"]  # 2 x 1438 // 32
+    assert checkpoints[-2:] == ["ckpt_00000044.json", "ckpt_00000044.npz"]  # 2 x 1438 // 64
     lines = [json.loads(line) for line in open(out / "metrics.jsonl")]
     assert [r["epoch"] for r in lines] == [1, 2]
     assert lines[-1]["eval_accuracy"] == pytest.approx(accuracy / 100, abs=1e-4)
