@@ -269,10 +269,15 @@ def test_gradient_with_a_wrong_cotangent_shape_names_it():
             kernel.shape, pads=pads)
 
 
-def test_choose_lowering_uses_matrix_products_only_for_few_input_channels():
-    first = lowering.choose_lowering((3, 3, 1, 32))
-    assert first == lowering.Lowering(
+def test_choose_lowering_uses_matrix_products_only_where_they_were_faster():
+    first_128 = lowering.choose_lowering((128, 28, 28, 1), (3, 3, 1, 32))
+    assert first_128 == lowering.Lowering(
         "conv_forward_taps", "conv_input_grad_col2im", "conv_kernel_grad_im2col")
-    for name in first:
+    for name in first_128:
         assert callable(getattr(lowering, name))
-    assert lowering.choose_lowering((3, 3, 32, 64)) == lowering.Lowering("xla", "xla", "xla")
+    first_32 = lowering.choose_lowering((32, 28, 28, 1), (3, 3, 1, 32))
+    assert first_32.kernel_grad == "xla" and first_32.forward == "conv_forward_taps"
+    rgb = lowering.choose_lowering((128, 28, 28, 3), (3, 3, 3, 32))
+    assert rgb == lowering.Lowering("xla", "conv_input_grad_col2im", "xla")
+    second = lowering.choose_lowering((128, 14, 14, 32), (3, 3, 32, 64))
+    assert second == lowering.Lowering("xla", "xla", "xla")

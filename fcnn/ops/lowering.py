@@ -318,20 +318,33 @@ def conv_kernel_grad_im2col(x, dy, kernel_shape, strides=None, pads=None, dilati
 # Choice
 
 
-# Kernel in-channels per group up to which the matrix-product lowerings beat XLA's
-# CPU convolution (measured on RefNet-MNIST's layers, see benchmarks/README or the
-# report of `make bench`): with few input channels XLA's convolution kernels are
-# memory-bound, while the patch matrix is small.
-SMALL_CHANNELS = 4
+# Where the matrix-product lowerings beat XLA's CPU convolution, measured on a 2-core
+# AVX-512 EPYC with jax 0.10.2 (3x3 SAME kernels, 28x28 and 14x14 inputs, batch 32 and
+# 128, single-core CPU time, medians of interleaved repeats):
+#   C_in // groups = 1   forward tap sum 1.7-2.1x faster (each tap is a broadcast
+#                        multiply-add, no matrix product at all); col2im input grad
+#                        2.4-2.7x; im2col kernel grad 1.7x at >= 100k output positions
+#                        (batch 128 on 28x28), 0.9x at 25k (batch 32);
+#   C_in // groups = 3   im2col forward 0.8-1.3x (kept on XLA), col2im 1.2-1.3x,
+#                        im2col kernel grad 0.6-1.2x (kept on XLA);
+#   C_in // groups >= 8  XLA wins every pass by 1.2-7x: stacking many-channel patches
+#                        costs more than the product saves.
+TAPS_MAX_CHANNELS = 1
+COL2IM_MAX_CHANNELS = 3
+IM2COL_MIN_POSITIONS = 65536
 
 
-def choose_lowering(kernel_shape: Sequence[int], groups: int = 1) -> Lowering:
-    """The fastest lowering measured on a CPU for a convolution with this kernel.
+def choose_lowering(x_shape: Sequence[int], kernel_shape: Sequence[int]) -> Lowering:
+    """The fastest lowering measured on a CPU for each pass of this convolution.
 
-    With few input channels per group (<= SMALL_CHANNELS: a first layer on images)
-    the tap sum, col2im and im2col products win; otherwise XLA's convolution does.
+    x_shape (N, *S, C_in), kernel_shape (*K, C_in // groups, C_out); the number of
+    output positions is estimated as N * prod(S) (exact for stride 1, SAME).
     """
-    del groups  # the kernel's in-channel axis already counts channels per group
-    if kernel_shape[-2] <= SMALL_CHANNELS:
-        return Lowering("conv_forward_taps", "conv_input_grad_col2im", "conv_kernel_grad_im2col")
-    return Lowering("xla", "xla", "xla")
+    cig = kernel_shape[-2]
+    positions = int(np.prod(x_shape[:-1]))
+    return Lowering(
+        "conv_forward_taps" if cig <= TAPS_MAX_CHANNELS else "xla",
+        "conv_input_grad_col2im" if cig <= COL2IM_MAX_CHANNELS else "xla",
+        "conv_kernel_grad_im2col"
+        if cig <= TAPS_MAX_CHANNELS and positions >= IM2COL_MIN_POSITIONS else "xla",
+    )
