@@ -430,3 +430,13 @@ class MaxoutLayerTest(chex.TestCase):
             fcnn.Maxout(4, kind="conv")
         with pytest.raises(ValueError, match=r"kernel_size=3: a dense maxout layer has no kernel size"):
             fcnn.Maxout(4, kernel_size=3)
+
+
+@pytest.mark.parametrize("backward", ["custom", "autodiff"])
+def test_relu_propagates_nan_and_maps_infinities(backward):
+    x = jnp.array([jnp.nan, -jnp.inf, jnp.inf, -1.0, 0.0, 2.0])
+    y = act.relu(x, backward=backward)
+    assert np.isnan(y[0])
+    np.testing.assert_array_equal(y[1:], [0.0, np.inf, 0.0, 0.0, 2.0])
+    g = jax.grad(lambda v: jnp.sum(act.relu(v, backward=backward)[1:]))(x)
+    np.testing.assert_array_equal(g[1:], [0.0, 1.0, 0.0, 0.0, 1.0])

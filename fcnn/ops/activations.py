@@ -111,9 +111,10 @@ def tanh(x, *, backward: str = "custom") -> jax.Array:
     return _pick(backward, _tanh, _tanh_plain)(as_float(x))
 
 
-# relu: f = max(0, x),  f' = [x > 0]  (0 at x = 0).
+# relu: f = max(0, x),  f' = [x > 0]  (0 at x = 0). NaN stays NaN (as in jax.nn.relu),
+# so a diverging network shows up in its loss rather than being silently zeroed.
 def _relu_plain(x):
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    return jnp.where((x > 0) | jnp.isnan(x), x, jnp.zeros_like(x))
 
 
 def _relu_fwd(x):
