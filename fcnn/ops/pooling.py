@@ -15,8 +15,9 @@ Two paths give identical results:
   walks the window offsets k in row-major order and sends each output gradient to
   the cells x[o * s + k - pad_low], with strided slices and interior padding.
 
-The max backward walks the window offsets on both paths: on CPU it is faster than a
-mask built on the blocks layout.
+The max backward walks the window offsets on both paths for windows of up to
+`_MAX_WALK` cells (on CPU this is faster than a mask on the blocks layout); larger
+disjoint windows use that mask, so the graph does not grow with the window.
 
 Tie rule (max): when several cells of a window hold the maximum, the first one in
 row-major window order receives the whole gradient. This is what XLA's
@@ -50,6 +51,10 @@ from fcnn import _checks
 __all__ = ["avg_pool", "global_avg_pool", "max_pool", "pool", "pool_output_shape"]
 
 _KINDS = ("max", "avg")
+# Windows of up to this many cells route the max gradient by walking the window
+# offsets (unrolled; on CPU about 5x faster than the mask for 2x2 windows); larger
+# disjoint windows use the blocks mask, whose graph does not grow with the window.
+_MAX_WALK = 9
 
 
 class _PoolConfig(NamedTuple):
@@ -241,6 +246,10 @@ def _crop_pads(dxp, cfg: _PoolConfig):
 # --------------------------------------------------------------- forward / backward
 
 
+# Forward and backward are jitted on their static config: called eagerly, each is
+# then one compiled computation instead of dozens of op-by-op dispatches; inside an
+# outer jit they are inlined.
+@functools.partial(jax.jit, static_argnums=1)
 def _forward(x, cfg: _PoolConfig):
     """Pooled output (N, *out, C), by blocks (fast) or `lax.reduce_window` (general)."""
     if cfg.fast:
@@ -270,6 +279,24 @@ def _route_max(cfg: _PoolConfig, x, y, g):
     return _crop_pads(_scatter_windows(contributions, xp.shape[1:-1], cfg), cfg)
 
 
+def _mask_max(cfg: _PoolConfig, x, y, g):
+    """The same routing for disjoint windows as a mask on the blocks layout.
+
+    The first maximum is the smallest row-major window index among the cells equal
+    to the window's maximum. The graph does not grow with the window size.
+    """
+    xb = _to_blocks(x, cfg)
+    index_shape = [1] * xb.ndim
+    for axis, w in zip(_window_axes(cfg), cfg.window):
+        index_shape[axis] = w
+    size = int(np.prod(cfg.window))
+    index = jnp.arange(size, dtype=jnp.int32).reshape(index_shape)  # row-major numbering
+    candidates = jnp.where(xb == _expand_out(y, cfg), index, jnp.int32(size))
+    first = jnp.min(candidates, axis=_window_axes(cfg), keepdims=True)
+    dxb = jnp.where(index == first, _expand_out(g, cfg), _zero(g.dtype))
+    return _from_blocks(dxb, cfg)
+
+
 def _spread_avg(cfg: _PoolConfig, g):
     """dx[i] = sum over windows W counting i of g[W] / divisor[W]."""
     share = g / _divisor(cfg, g.dtype, g.ndim)
@@ -292,14 +319,21 @@ def _pool_fwd(x, cfg: _PoolConfig):
 
 
 def _pool_bwd(cfg: _PoolConfig, residuals, g):
-    # The max routing walks the windows for both paths: on CPU that is faster than a
-    # mask on the (N, o1, w1, o2, w2, C) blocks layout.
-    x, y = residuals
-    dx = _route_max(cfg, x, y, g) if cfg.kind == "max" else _spread_avg(cfg, g)
-    return (dx.astype(x.dtype),)
+    return (_backward(cfg, *residuals, g),)
 
 
 _pool.defvjp(_pool_fwd, _pool_bwd)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _backward(cfg: _PoolConfig, x, y, g):
+    if cfg.kind == "avg":
+        dx = _spread_avg(cfg, g)
+    elif cfg.fast and np.prod(cfg.window) > _MAX_WALK:
+        dx = _mask_max(cfg, x, y, g)
+    else:
+        dx = _route_max(cfg, x, y, g)
+    return dx.astype(x.dtype)
 
 
 def pool(
