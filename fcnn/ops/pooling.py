@@ -138,9 +138,11 @@ def _fill(kind: str, dtype):
 
 def _divisor(cfg: _PoolConfig, dtype, rank: int):
     """Average-pool divisor, broadcastable against (N, *out, C) at equal rank."""
-    if cfg.count_include_pad:
-        return jnp.asarray(float(np.prod(cfg.window)), dtype).reshape((1,) * rank)
-    return jnp.asarray(_window_counts(cfg), dtype).reshape((1, *cfg.out_spatial, 1))
+    counts = _window_counts(cfg)
+    size = int(np.prod(cfg.window))
+    if cfg.count_include_pad or (counts == size).all():  # one number for every window
+        return np.full((1,) * rank, size, dtype)
+    return np.asarray(counts, dtype).reshape((1, *cfg.out_spatial, 1))
 
 
 def _block_shape(cfg: _PoolConfig, n: int, c: int):
