@@ -422,6 +422,25 @@ class HandComputedTest(chex.TestCase):
         g = jax.grad(lambda x: jnp.sum(avg_pool(x, 2)))(x)
         np.testing.assert_array_equal(g[0, :, :, 0], np.full((4, 4), 0.25))
 
+    def test_worked_example_of_the_derivation_page(self):
+        # docs/derivations/pooling_dense.md, "A 4x4 example with numbers" and
+        # "Overlapping windows": two ties, decided by row-major order
+        x = jnp.array([[1, 3, 2, 1], [4, 2, 0, 6], [3, 3, 1, 5], [1, 2, 5, 0]],
+                      jnp.float64).reshape(1, 4, 4, 1)
+        dy = jnp.array([[0.1, -0.2], [0.3, 0.4]]).reshape(1, 2, 2, 1)
+        y, vjp = jax.vjp(lambda x: max_pool(x, 2), x)
+        np.testing.assert_array_equal(y[0, :, :, 0], [[4, 6], [3, 5]])
+        np.testing.assert_allclose(vjp(dy)[0][0, :, :, 0], [
+            [0, 0, 0, 0], [0.1, 0, 0, -0.2], [0.3, 0, 0, 0.4], [0, 0, 0, 0]], atol=0)
+        y, vjp = jax.vjp(lambda x: avg_pool(x, 2), x)
+        np.testing.assert_array_equal(y[0, :, :, 0], [[2.5, 2.25], [2.25, 2.75]])
+        np.testing.assert_allclose(vjp(dy)[0][0, ::2, ::2, 0], [[0.025, -0.05], [0.075, 0.1]])
+        y, vjp = jax.vjp(lambda x: max_pool(x, 3, 1), x)
+        np.testing.assert_array_equal(y[0, :, :, 0], [[4, 6], [5, 6]])
+        expected = np.zeros((4, 4))
+        expected[1, 0], expected[1, 3], expected[3, 2] = 1, 2, 1
+        np.testing.assert_array_equal(vjp(jnp.ones_like(y))[0][0, :, :, 0], expected)
+
     def test_three_by_three_stride_two_pad_one(self):
         # padded grid 6x6, windows start at padded 0 and 2, i.e. real rows/cols
         # {0, 1} and {1, 2, 3}
