@@ -1,0 +1,240 @@
+"""The command line shared by every study.
+
+    python -m experiments.<study> [--dataset NAME] [--data-dir DIR] [--epochs N]
+        [--seeds N] [--batch-size N] [--lr X] [--out DIR] [--quick]
+        [--population {auto,vmap,sequential}]
+        [study options]
+
+Bad arguments end the program with exit code 2 and one line on stderr (no
+traceback); `--help` describes every option. Defaults that depend on the dataset
+(epochs, batch size, learning rate) are filled in after parsing, from the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fcnn.data import DATA_DIR_ENV, DATASETS
+
+POPULATION_MODES = ("auto", "vmap", "sequential")
+
+COMMON_OPTIONS = ("dataset", "data_dir", "epochs", "seeds", "batch_size", "lr", "out", "quick",
+                  "population")
+
+
+class UsageError(Exception):
+    """A bad command-line value found after parsing (exit code 2, one line)."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message and exit code 2."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive finite number")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
+    return value
+
+
+def name_list(valid: Sequence[str], what: str):
+    """An argparse type for a comma-separated list of names from `valid`."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}: {', '.join(valid)}"
+            )
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{text!r}: each of the {what} at most once")
+        return names
+
+    parse.__name__ = what
+    return parse
+
+
+def number_list(kind, what: str):
+    """An argparse type for a comma-separated list of positive numbers."""
+    element = positive_int if kind is int else positive_float
+
+    def parse(text: str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
+        values = []
+        for p in parts:
+            try:
+                values.append(element(p))
+            except argparse.ArgumentTypeError as err:
+                raise argparse.ArgumentTypeError(f"{what}: {err}") from None
+        return tuple(values)
+
+    parse.__name__ = what
+    return parse
+
+
+def build_parser(prog: str, description: str, epilog: str = "") -> Parser:
+    """The parser with the common options; a study adds its own to it."""
+    parser = Parser(
+        prog=prog, description=description, epilog=epilog, allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = parser.add_argument_group("common options (every study)")
+    common.add_argument(
+        "--dataset", choices=DATASETS, default="digits",
+        help="dataset to train on (default: digits, the 8x8 digits bundled with "
+             "scikit-learn, no files needed)")
+    common.add_argument(
+        "--data-dir", default=None, metavar="DIR",
+        help=f"folder with the dataset files (mnist, fashion-mnist, cifar10); default: "
+             f"${DATA_DIR_ENV}")
+    common.add_argument("--epochs", type=positive_int, default=None, metavar="N",
+                        help="training epochs per run (default: the study's, per dataset)")
+    common.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+                        help="seeds per variant, 0..N-1 (default: 3; 1 with --quick)")
+    common.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                        help="mini-batch size (default: the study's, per dataset)")
+    common.add_argument("--lr", type=positive_float, default=None, metavar="X",
+                        help="learning rate (default: the study's)")
+    common.add_argument("--out", default="runs", metavar="DIR",
+                        help="results root; each run writes DIR/<study>/<timestamp>/ and never "
+                             "overwrites an existing folder (default: runs)")
+    common.add_argument("--quick", action="store_true",
+                        help="a tiny setting for tests: a small training subset, a few steps, "
+                             "one seed; finishes in seconds")
+    common.add_argument("--population", choices=POPULATION_MODES, default="auto",
+                        help="how the seeds of a variant are trained: 'vmap' batches them in one "
+                             "jax.vmap-ped step, 'sequential' trains them one after another with "
+                             "one compiled step; 'auto' (default) uses vmap except for "
+                             "convolutional models on the CPU, where the batched convolution is "
+                             "slower than running the seeds in turn")
+    return parser
+
+
+def fail(prog: str, message: str) -> int:
+    """Prints the one-line error and returns exit code 2."""
+    first = " ".join(str(message).split())
+    sys.stderr.write(f"{prog}: error: {first}\n")
+    return 2
+
+
+# Per-dataset defaults shared by the studies (a study may override any of them).
+DATASET_DEFAULTS = {
+    "digits": {"epochs": 20, "batch_size": 32},
+    "mnist": {"epochs": 3, "batch_size": 128},
+    "fashion-mnist": {"epochs": 3, "batch_size": 128},
+    "cifar10": {"epochs": 5, "batch_size": 128},
+}
+DEFAULT_SEEDS = 3
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study: its name, what it claims, its defaults, its options and its procedure.
+
+    `run(run)` declares and trains the variants through the `Run` it gets, then adds
+    its metrics, plots and verdicts to it. `defaults(dataset, quick)` returns any of
+    "epochs", "batch_size", "lr", "seeds" that differ from the shared defaults.
+    `check(run)` (the data loaded, no folder written yet) raises `UsageError` for study
+    options that do not fit the data or each other.
+    """
+
+    name: str
+    description: str
+    claims: tuple[str, ...]
+    run: Callable
+    lr: float = 0.01
+    defaults: Callable[[str, bool], dict] | None = None
+    add_arguments: Callable | None = None
+    check: Callable | None = None
+
+
+def settings_from_args(study: Study, args) -> "Settings":
+    from experiments.runner import QUICK, Settings
+
+    base = {"seeds": DEFAULT_SEEDS, "lr": study.lr, **DATASET_DEFAULTS[args.dataset]}
+    if args.quick:
+        base.update(epochs=QUICK["epochs"], seeds=QUICK["seeds"], batch_size=QUICK["batch_size"])
+    if study.defaults is not None:
+        base.update(study.defaults(args.dataset, args.quick))
+    options = {k: v for k, v in vars(args).items() if k not in COMMON_OPTIONS}
+    return Settings(
+        study=study.name, dataset=args.dataset, data_dir=args.data_dir,
+        epochs=args.epochs or base["epochs"], seeds=args.seeds or base["seeds"],
+        batch_size=args.batch_size or base["batch_size"], lr=args.lr or base["lr"],
+        out=args.out, quick=args.quick, population=args.population, options=options,
+    )
+
+
+def main(study: Study, argv: Sequence[str] | None = None) -> int:
+    """Parses the command line, runs the study, prints its claims; returns the exit code.
+
+    0: done; 2: bad arguments or missing data (one line on stderr); 130: interrupted
+    (the finished variants' results stay in the run folder).
+    """
+    from fcnn.data import DataFormatError
+    from experiments.runner import Run
+
+    prog = f"python -m experiments.{study.name}"
+    epilog = "claims tested:\n" + "\n".join(f"  - {c}" for c in study.claims)
+    parser = build_parser(prog, study.description, epilog)
+    if study.add_arguments is not None:
+        study.add_arguments(parser.add_argument_group(f"{study.name} options"))
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(study, args)
+        run = Run(settings, study.description)
+        run.load()
+        run.check_batch_size(settings.batch_size)
+        if study.check is not None:
+            study.check(run)
+        run.open()
+    except (UsageError, DataFormatError, FileNotFoundError, ValueError) as err:
+        return fail(prog, err)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog}: interrupted before training started\n")
+        return 130
+    try:
+        study.run(run)
+    except KeyboardInterrupt:
+        run.interrupt()
+        done = len(run.table)
+        sys.stderr.write(f"\n{prog}: interrupted; {done} finished variant(s) are in {run.dir}\n")
+        return 130
+    run.finish()
+    run.print_claims()
+    return 0
