@@ -1,0 +1,174 @@
+"""Every study in --quick mode on the digits: its outputs exist and parse, it prints
+its claims; and the command line answers bad input with exit code 2 and one line."""
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import STUDIES, cli, runner
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _study(name):
+    return importlib.import_module(f"experiments.{name}")
+
+
+def _only_run(out, name):
+    runs = os.listdir(os.path.join(out, name))
+    assert len(runs) == 1, runs
+    return os.path.join(out, name, runs[0])
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_quick_study_writes_readable_results(name, tmp_path, capsys):
+    out = str(tmp_path)
+    assert _study(name).main(["--quick", "--out", out]) == 0
+    printed = capsys.readouterr().out
+    run_dir = _only_run(out, name)
+
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["study"] == name and config["settings"]["quick"] is True
+    assert config["dataset"]["name"] == "digits"
+
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    assert {"step", "epoch", "summary"} <= {row["kind"] for row in rows}
+    assert all(isinstance(row["variant"], str) for row in rows)
+
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["status"] == "complete"
+    assert summary["variants"], "no variant in the summary"
+    for metrics in summary["variants"].values():
+        assert set(metrics["test_accuracy"]) >= {"mean", "std", "values"}
+    assert summary["claims"], "a study tests at least one claim"
+    for claim in summary["claims"]:
+        assert claim["status"] in ("supported", "contradicted", "inconclusive")
+        # every claim is printed with its measured numbers and verdict
+        assert claim["claim"] in printed and f"[{claim['status'].upper()}]" in printed
+
+    report = open(os.path.join(run_dir, "report.md")).read()
+    assert "| variant |" in report and "## Claims" in report
+    assert summary["plots"], "a study draws at least one plot"
+    for plot in summary["plots"]:
+        path = os.path.join(run_dir, os.path.basename(plot))
+        with open(path, "rb") as f:
+            assert f.read(8) == PNG_MAGIC
+        assert os.path.basename(plot) in report
+
+
+def test_help_describes_every_option(capsys):
+    module = _study("compare_activations")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--dataset", "--data-dir", "--epochs", "--seeds", "--batch-size", "--lr", "--out",
+                   "--quick", "--population", "--activations", "--tune-lr", "--lr-grid"):
+        assert option in text
+    assert "claims tested" in text and "mnist" in text
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--dataset", "imagenet"], "invalid choice: 'imagenet' (choose from 'digits', 'mnist'"),
+    (["--epochs", "0"], "'0': expected a positive integer"),
+    (["--lr", "-1"], "'-1': expected a positive finite number"),
+    (["--seeds", "two"], "'two' is not an integer"),
+    (["--activations", "relu,swishy"], "unknown activations 'swishy'; valid activations: sigmoid, tanh, relu"),
+    (["--unknown-flag"], "unrecognized arguments: --unknown-flag"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, expected, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _study("compare_activations").main(argv + ["--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err
+    assert not os.path.exists(tmp_path / "compare_activations")
+
+
+def test_missing_data_directory_says_what_to_pass(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FCNN_DATA_DIR", raising=False)
+    code = _study("pooling").main(["--dataset", "mnist", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "--data-dir" in err and "FCNN_DATA_DIR" in err
+    code = _study("pooling").main(["--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"),
+                                   "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "does not exist" in err and "--data-dir" in err
+    assert not os.path.exists(tmp_path / "pooling")
+
+
+def test_options_that_do_not_fit_the_data_exit_2(tmp_path, capsys):
+    code = _study("batch_size").main(["--quick", "--batch-sizes", "8,4096", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--batch-sizes" in err and err.count("\n") == 1
+    code = _study("pooling").main(["--quick", "--batch-size", "5000", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--batch-size 5000 is larger than the" in err
+    assert not os.listdir(tmp_path)
+
+
+def test_interrupt_keeps_the_finished_variants(tmp_path, capsys, monkeypatch):
+    """Ctrl-C during the second variant: exit 130, the first variant's results stay
+    readable in metrics.jsonl, summary.json and report.md."""
+    original = runner.train_variant
+    calls = []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "train_variant", interrupted_second)
+    code = _study("dropout").main(["--quick", "--out", str(tmp_path)])
+    assert code == 130
+    assert "interrupted; 1 finished variant(s)" in capsys.readouterr().err
+    run_dir = _only_run(str(tmp_path), "dropout")
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["status"] == "interrupted" and list(summary["variants"]) == ["rate=0"]
+    rows = [json.loads(line) for line in open(os.path.join(run_dir, "metrics.jsonl"))]
+    assert {row["variant"] for row in rows} == {"rate=0"}
+    assert "| rate=0 |" in open(os.path.join(run_dir, "report.md")).read()
+
+
+def test_second_run_writes_a_new_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "timestamp", lambda: "20250101-120000")
+    settings = runner.Settings(study="s", out=str(tmp_path), quick=True)
+    first, second = runner.Run(settings), runner.Run(settings)
+    first.open()
+    second.open()
+    assert first.dir != second.dir and os.path.isdir(first.dir) and os.path.isdir(second.dir)
+
+
+def test_settings_defaults_follow_dataset_and_quick():
+    study = _study("dropout").STUDY
+    parser = cli.build_parser("p", "d")
+    args = parser.parse_args(["--dataset", "mnist"])
+    args.rates, args.train_size, args.max_norm = None, None, 3.0
+    settings = cli.settings_from_args(study, args)
+    assert (settings.epochs, settings.batch_size, settings.seeds) == (30, 32, 3)
+    args = parser.parse_args(["--quick", "--epochs", "2"])
+    args.rates, args.train_size, args.max_norm = None, None, 3.0
+    settings = cli.settings_from_args(study, args)
+    assert (settings.epochs, settings.seeds, settings.quick) == (2, 1, True)
+    assert settings.options == {"rates": None, "train_size": None, "max_norm": 3.0}
+
+
+def test_script_entry_point_exit_codes(tmp_path):
+    """`python -m experiments.<study>`: one error line, no traceback, exit 2."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run([sys.executable, "-m", "experiments.dropout", "--rates", "0,1.5",
+                             "--out", str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env,
+                            timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "every dropout rate must be in [0, 1)" in result.stderr
