@@ -15,9 +15,12 @@ Two paths give identical results:
   walks the window offsets k in row-major order and sends each output gradient to
   the cells x[o * s + k - pad_low], with strided slices and interior padding.
 
-The max backward walks the window offsets on both paths for windows of up to
-`_MAX_WALK` cells (on CPU this is faster than a mask on the blocks layout); larger
-disjoint windows use that mask, so the graph does not grow with the window.
+Max pooling decides where each gradient goes in the forward pass: it keeps the
+row-major index of every window's first maximum (int8), and the backward routes the
+gradient to that cell without comparing floats again. The index comes from walking
+the window offsets for windows of up to `_MAX_WALK` cells (on CPU faster than a mask
+on the blocks layout); larger disjoint windows use one argmax on the blocks layout,
+so the graph does not grow with the window.
 
 Tie rule (max): when several cells of a window hold the maximum, the first one in
 row-major window order receives the whole gradient. This is what XLA's
@@ -51,9 +54,9 @@ from fcnn import _checks
 __all__ = ["avg_pool", "global_avg_pool", "max_pool", "pool", "pool_output_shape"]
 
 _KINDS = ("max", "avg")
-# Windows of up to this many cells route the max gradient by walking the window
-# offsets (unrolled; on CPU about 5x faster than the mask for 2x2 windows); larger
-# disjoint windows use the blocks mask, whose graph does not grow with the window.
+# Windows of up to this many cells find and route the max by walking the window
+# offsets (unrolled; on CPU about 5x faster than a mask for 2x2 windows); larger
+# disjoint windows use the blocks layout, whose graph does not grow with the window.
 _MAX_WALK = 9
 
 
@@ -269,34 +272,62 @@ def _forward(x, cfg: _PoolConfig):
     return y / _divisor(cfg, x.dtype, x.ndim)
 
 
-def _route_max(cfg: _PoolConfig, x, y, g):
-    """dx[i] = sum_W g[W] * [i is the first argmax of W in row-major window order]."""
-    xp = _pad_input(x, cfg)
-    taken = jnp.zeros(g.shape, bool)
-    contributions = []
-    for k in _window_offsets(cfg):
-        hit = (_strided_slice(xp, k, cfg) == y) & ~taken
-        taken = taken | hit
-        contributions.append((k, jnp.where(hit, g, _zero(g.dtype))))
-    return _crop_pads(_scatter_windows(contributions, xp.shape[1:-1], cfg), cfg)
+def _index_dtype(cfg: _PoolConfig):
+    return np.int8 if np.prod(cfg.window) <= np.iinfo(np.int8).max else np.int32
 
 
-def _mask_max(cfg: _PoolConfig, x, y, g):
-    """The same routing for disjoint windows as a mask on the blocks layout.
+def _argmax_walk(cfg: _PoolConfig, x):
+    """Row-major index of the first maximum of every window, shape (N, *out, C).
 
-    The first maximum is the smallest row-major window index among the cells equal
-    to the window's maximum. The graph does not grow with the window size.
+    Walks the window offsets k keeping the running maximum; a later cell wins only
+    when strictly greater, which is the tie rule. (A NaN cell never wins: its
+    gradient is then routed to the largest number of the window.)
     """
+    xp = _pad_input(x, cfg)
+    best, index = None, None
+    for i, k in enumerate(_window_offsets(cfg)):
+        v = _strided_slice(xp, k, cfg)
+        if best is None:
+            best, index = v, jnp.zeros(v.shape, _index_dtype(cfg))
+            continue
+        better = v > best
+        best = jnp.where(better, v, best)
+        index = jnp.where(better, np.array(i, index.dtype), index)
+    return index
+
+
+def _argmax_blocks(cfg: _PoolConfig, x):
+    """The same index for disjoint windows, by one argmax on the blocks layout."""
     xb = _to_blocks(x, cfg)
-    index_shape = [1] * xb.ndim
-    for axis, w in zip(_window_axes(cfg), cfg.window):
-        index_shape[axis] = w
-    size = int(np.prod(cfg.window))
-    index = jnp.arange(size, dtype=jnp.int32).reshape(index_shape)  # row-major numbering
-    candidates = jnp.where(xb == _expand_out(y, cfg), index, jnp.int32(size))
-    first = jnp.min(candidates, axis=_window_axes(cfg), keepdims=True)
-    dxb = jnp.where(index == first, _expand_out(g, cfg), _zero(g.dtype))
-    return _from_blocks(dxb, cfg)
+    ndim = len(cfg.window)
+    out_axes = tuple(1 + 2 * d for d in range(ndim))
+    xb = jnp.transpose(xb, (0, *out_axes, xb.ndim - 1, *_window_axes(cfg)))
+    xb = xb.reshape(xb.shape[: ndim + 2] + (-1,))  # (N, *out, C, prod(window))
+    return jnp.argmax(xb, axis=-1).astype(_index_dtype(cfg))  # first maximum on ties
+
+
+def _argmax(cfg: _PoolConfig, x):
+    if cfg.fast and np.prod(cfg.window) > _MAX_WALK:
+        return _argmax_blocks(cfg, x)
+    return _argmax_walk(cfg, x)
+
+
+def _route_max(cfg: _PoolConfig, index, g):
+    """dx[i] = sum_W g[W] * [i is cell `index[W]` of window W]."""
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(cfg.in_spatial, cfg.pads))
+    if cfg.fast and np.prod(cfg.window) > _MAX_WALK:
+        # disjoint windows: one comparison against the window numbering on the blocks
+        index_shape = [1] * (2 * len(cfg.window) + 2)
+        for axis, w in zip(_window_axes(cfg), cfg.window):
+            index_shape[axis] = w
+        numbering = jnp.arange(np.prod(cfg.window), dtype=index.dtype).reshape(index_shape)
+        hit = numbering == _expand_out(index, cfg)
+        return _from_blocks(jnp.where(hit, _expand_out(g, cfg), _zero(g.dtype)), cfg)
+    contributions = [
+        (k, jnp.where(index == np.array(i, index.dtype), g, _zero(g.dtype)))
+        for i, k in enumerate(_window_offsets(cfg))
+    ]
+    return _crop_pads(_scatter_windows(contributions, padded, cfg), cfg)
 
 
 def _spread_avg(cfg: _PoolConfig, g):
@@ -316,26 +347,30 @@ def _pool(x, cfg: _PoolConfig):
 
 
 def _pool_fwd(x, cfg: _PoolConfig):
-    y = _forward(x, cfg)
-    return y, (x, y)
+    # Max pooling decides the route here, from the values that made the maximum, and
+    # keeps only the small index: comparing x == y again in the backward can fail when
+    # the compiler computes x twice (e.g. fused into two consumers) with different
+    # rounding, which would drop or duplicate gradients.
+    residual = _argmax_jit(cfg, x) if cfg.kind == "max" else None
+    return _forward(x, cfg), (residual, jnp.zeros((0,), x.dtype))
 
 
 def _pool_bwd(cfg: _PoolConfig, residuals, g):
-    return (_backward(cfg, *residuals, g),)
+    index, dtype_marker = residuals
+    return (_backward(cfg, index, g).astype(dtype_marker.dtype),)
 
 
 _pool.defvjp(_pool_fwd, _pool_bwd)
 
 
+_argmax_jit = jax.jit(_argmax, static_argnums=0)
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def _backward(cfg: _PoolConfig, x, y, g):
+def _backward(cfg: _PoolConfig, index, g):
     if cfg.kind == "avg":
-        dx = _spread_avg(cfg, g)
-    elif cfg.fast and np.prod(cfg.window) > _MAX_WALK:
-        dx = _mask_max(cfg, x, y, g)
-    else:
-        dx = _route_max(cfg, x, y, g)
-    return dx.astype(x.dtype)
+        return _spread_avg(cfg, g)
+    return _route_max(cfg, index, g)
 
 
 def pool(
