@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent(
 
     out = {"devices": jax.device_count()}
     # batch norm: its statistics must be those of the global batch, not of each shard
-    model = fcnn.serial(fcnn.Conv(4, 3), fcnn.BatchNorm(), fcnn.Relu(), fcnn.AvgPool(2),
+    model = fcnn.serial(fcnn.Conv(4, 3), fcnn.BatchNorm(), fcnn.Relu(), fcnn.MaxPool(2),
                         fcnn.Flatten(), fcnn.Dense(3))
     _, params, state = model.init(jax.random.PRNGKey(0), (-1, 6, 6, 2))
     # not Adam: the conv bias before batch norm has a zero gradient up to rounding, and
