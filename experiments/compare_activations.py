@@ -33,9 +33,11 @@ WIDTHS = (16, 32)
 HIDDEN = 128
 
 CLAIMS = (
-    "ReLU-family units reach the training-error targets faster than tanh (the ratios are reported)",
-    "tanh units reach them faster than sigmoid units",
-    "sigmoid has the smallest gradients in the early layers",
+    "ReLU-family units reach the training-error targets (25%, 10%, 5%, 2%) in fewer steps than "
+    "tanh units (the ratios are reported)",
+    "tanh units reach them in fewer steps than sigmoid units",
+    "sigmoid has the smallest gradients in the early layers (at initialisation, and averaged over "
+    "training)",
 )
 
 

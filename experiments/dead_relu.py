@@ -20,7 +20,7 @@ from experiments.models import mlp
 
 ACTIVATIONS = ("relu", "leaky_relu", "prelu")
 QUICK_ACTIVATIONS = ("relu", "leaky_relu")
-LRS = (0.01, 0.03, 0.1, 0.3, 1.0)
+LRS = (0.01, 0.1, 0.3, 0.5, 0.7, 1.0)
 QUICK_LRS = (0.03, 1.0)
 DEPTH, WIDTH = 3, 128
 

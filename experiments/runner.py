@@ -75,6 +75,7 @@ SUBSET_SEED = 1234
 # The training error is the mean error of the last SMOOTHING mini-batches (at most one
 # epoch's worth), so that a single lucky batch does not count as reaching a target.
 SMOOTHING = 20
+STABLE_FRACTION = 0.5
 
 
 # ---------------------------------------------------------------------------------
@@ -693,8 +694,10 @@ def standard_scalars(result: VariantResult, eval_split: str = "test",
     out["final_train_loss"] = [_num(np.mean(row[-window:])) for row in losses]
     out["final_train_error"] = [_num(row[-1]) for row in result.smoothed_error()]
     first = [_num(np.mean(row[:window])) for row in losses]
+    # stable: finite all along, and it learned: the final loss at most STABLE_FRACTION
+    # of the initial one (a run that merely does not blow up is not counted)
     out["stable"] = [
-        float(d is None and f is not None and i is not None and f < i)
+        float(d is None and f is not None and i is not None and f <= STABLE_FRACTION * i)
         for d, f, i in zip(diverged, out["final_train_loss"], first)
     ]
     out["diverged"] = [float(d is not None) for d in diverged]
@@ -1033,8 +1036,24 @@ class Run:
 
     def finish(self) -> None:
         self.status = "complete"
+        self._append_study_metrics()
         self.write_summary()
         self._close_bar()
+
+    def _append_study_metrics(self) -> None:
+        """One "study" row per variant and seed with the metrics the study added."""
+        with open(self.path("metrics.jsonl"), "a") as f:
+            for name, row in self.table.items():
+                result = self.results.get(name)
+                standard = set(result.scalars) if result else set()
+                extra = {k: v for k, v in row.items() if k not in standard}
+                if not extra:
+                    continue
+                seeds = result.seeds if result else list(range(len(next(iter(extra.values())))))
+                for s, seed in enumerate(seeds):
+                    line = {"phase": "main", "variant": name, "seed": seed, "kind": "study"}
+                    line.update({k: values[s] for k, values in extra.items()})
+                    f.write(json.dumps(_jsonable(line), allow_nan=False) + "\n")
 
     def interrupt(self) -> None:
         self.status = "interrupted"

@@ -172,3 +172,18 @@ def test_script_entry_point_exit_codes(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "every dropout rate must be in [0, 1)" in result.stderr
+
+
+def test_tuned_learning_rate_is_picked_on_validation(tmp_path, capsys):
+    out = str(tmp_path)
+    code = _study("compare_activations").main(
+        ["--quick", "--tune-lr", "--activations", "relu", "--lr-grid", "0.0001,0.1", "--out", out])
+    assert code == 0
+    capsys.readouterr()
+    summary = json.load(open(os.path.join(_only_run(out, "compare_activations"), "summary.json")))
+    search = summary["searches"]["lr/relu"]
+    assert search["score"] == "validation_accuracy"
+    assert [t["params"]["lr"] for t in search["trials"]] == [0.0001, 0.1]
+    best = max(search["trials"], key=lambda t: t["score"])["params"]["lr"]
+    assert search["best"] == {"lr": best}
+    assert summary["variants"]["relu"]["lr"]["values"] == [best]

@@ -36,6 +36,9 @@ def test_faster_supported_contradicted_and_censored():
     assert result.status == SUPPORTED and ">= 100" in result.evidence
     assert "ratio >= 9.09x" in result.evidence  # 100 / 11: a bound, b never reached
     assert v.faster("b beats a", censored, ["b"], ["a"], "steps", budget=100).status == CONTRADICTED
+    noisy = {"a": {"steps": [10, 30]}, "b": {"steps": [25, 35]}}
+    result = v.faster("a beats b", noisy, ["a"], ["b"], "steps", budget=100)
+    assert result.status == INCONCLUSIVE and "within the spread" in result.evidence
     neither = {"a": {"steps": [None]}, "b": {"steps": [None]}}
     assert v.faster("x", neither, ["a"], ["b"], "steps", budget=100).status == INCONCLUSIVE
     assert v.faster("x", table, ["missing"], ["b"], "steps", budget=100).status == INCONCLUSIVE
@@ -63,7 +66,7 @@ def _activation_table(relu_steps, tanh_steps, sigmoid_steps, sigmoid_grad):
     table = {}
     for name, steps, grad in (("relu", relu_steps, 1.0), ("leaky_relu", relu_steps, 1.0),
                               ("tanh", tanh_steps, 0.5), ("sigmoid", sigmoid_steps, sigmoid_grad)):
-        row = {f"steps_to_{p}": list(steps) for p in ("25", "10")}
+        row = {f"steps_to_{p}": list(steps) for p in ("25", "10", "5")}
         for layer in ("conv1", "conv2"):
             row[f"grad_init/{layer}"] = [grad, grad]
             row[f"grad_mean/{layer}"] = [grad, grad]
@@ -77,7 +80,20 @@ def test_activation_claims_supported():
     assert [r.status for r in result] == [SUPPORTED] * 4
     # the reported ratio: tanh 315 steps vs the ReLU family's 105
     assert result[0].numbers["ratios"]["steps_to_25"]["tanh/relu_family"] == pytest.approx(3.0)
-    assert result[1].numbers["ratio"] == pytest.approx(3.0)
+    assert result[1].numbers["25%"]["ratio"] == pytest.approx(3.0)
+
+
+def test_activation_claims_decided_by_most_targets():
+    table = _activation_table([100, 110], [300, 330], [900, 990], sigmoid_grad=0.01)
+    # at the 10% target tanh is as fast as the ReLU family (within the spread): 1 of 2
+    # targets supported is not a majority over the undecided one
+    table["tanh"]["steps_to_10"] = [100, 115]
+    result = v.activation_claims(table, budget=2000, targets=(0.25, 0.10), early_layers=("conv1",))
+    assert result[0].status == SUPPORTED  # 1 supported >= half of 2, 0 contradicted
+    table["tanh"]["steps_to_5"] = [50, 55]
+    result = v.activation_claims(table, budget=2000, targets=(0.25, 0.10, 0.05), early_layers=("conv1",))
+    assert result[0].status == INCONCLUSIVE  # one supported, one contradicted, one undecided
+    assert "10%: [inconclusive]" in result[0].evidence
 
 
 def test_activation_claims_contradicted():
