@@ -110,6 +110,7 @@ def summarise(rounds: list[dict], batch: int, peak: float | None) -> dict:
         out[name] = {
             "step_ms_median": step,
             "step_ms_rounds": [x["step_ms_median"] for x in ok],
+            "cpu_ms_median": median([x.get("cpu_ms_median") for x in ok]),
             "compile_s": median([x["compile_s"] for x in ok]),
             "images_per_s": batch / (step / 1e3),
             "peak_rss_mb": max(x["peak_rss_mb"] for x in ok),
@@ -219,6 +220,7 @@ def main(argv=None) -> dict:
             "thread_settings": "sched_setaffinity to the first N cores; "
                                "OMP_NUM_THREADS=N; XLA and PyTorch defaults otherwise",
             "tcmalloc": tcmalloc,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
             "frameworks": args.frameworks,
             "step_mflop_per_image": step_flops_per_image() / 1e6,

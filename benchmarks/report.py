@@ -22,20 +22,20 @@ def run_table(run: dict) -> list[str]:
         f"(matmul peak {_fmt(peak, '.0f')} GFLOP/s)",
         "",
         "| framework | step ms (median) | x fcnn | images/s | GFLOP/s | % of matmul peak "
-        "| first step s | peak RSS MB | first loss |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| CPU ms/step | first step s | peak RSS MB | first loss |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in run["results"].items():
         if "step_ms_median" not in r:
             why = r.get("skipped") or r.get("error") or "no result"
-            lines.append(f"| {name} | {why} | | | | | | | |")
+            lines.append(f"| {name} | {why} | | | | | | | | |")
             continue
         share = r.get("share_of_matmul_peak")
         lines.append(
             f"| {name} | {r['step_ms_median']:.1f} | {_fmt(r.get('ratio_to_fcnn'), '.2f')} "
             f"| {r['images_per_s']:.0f} | {r['gflops']:.1f} "
             f"| {_fmt(None if share is None else 100 * share, '.0f')} "
-            f"| {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['loss_first']:.5f} |"
+            f"| {_fmt(r.get('cpu_ms_median'), '.1f')} | {r['compile_s']:.2f} | {r['peak_rss_mb']:.0f} | {r['loss_first']:.5f} |"
         )
     return lines + [""]
 

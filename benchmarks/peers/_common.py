@@ -111,24 +111,29 @@ def time_steps(step, steps: int, warmup: int) -> dict:
 
     The first call (tracing and compilation included) is reported as `compile_s`;
     `warmup` calls (the first included) are untimed, then `steps` calls are timed
-    one by one.
+    one by one, in wall-clock and in process CPU time.
     """
     t0 = time.perf_counter()
     loss_first = step()
     compile_s = time.perf_counter() - t0
     for _ in range(max(warmup - 1, 0)):
         step()
-    times = []
+    times, cpu = [], []
     loss = loss_first
     for _ in range(steps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         loss = step()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
     ms = np.asarray(times) * 1e3
     return {
         "compile_s": compile_s,
         "step_ms": ms.tolist(),
         "step_ms_median": float(np.median(ms)),
+        # CPU time of the whole process (all threads, user + system) per step: with
+        # one thread it is robust to other work on the machine; with more threads it
+        # also counts spinning workers.
+        "cpu_ms_median": float(np.median(cpu) * 1e3),
         "loss_first": float(loss_first),
         "loss_last": float(loss),
     }
