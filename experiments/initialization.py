@@ -148,9 +148,9 @@ def run(run: runner.Run) -> None:
             runs = np.array([[np.nan if v is None else v for v in runner.probe_at(r, k, 0)] for k in keys], float).T
             plots.band(ax, np.arange(1, len(keys) + 1), runs, label=name, index=i, logy=True)
     plots.finish(axes[0], xlabel="layer (1 = next to the input)", ylabel="variance of the layer's output (w.x + b)",
-                 title="Pre-activation variance at initialisation", logy=True)
+                 title="Pre-activation variance at initialisation", logy=True, integer_x=True)
     plots.finish(axes[1], xlabel="hidden layer", ylabel="variance of tanh output",
-                 title="Activation variance at initialisation", logy=True)
+                 title="Activation variance at initialisation", logy=True, integer_x=True)
     fig.suptitle(f"Variance across layers by initialization ({s.dataset}; zeros: 0, not shown)")
     run.add_plot(plots.save(fig, run.path("variance_per_layer.png")), "variance per layer at initialisation")
     runner.plot_training_error(run, results)

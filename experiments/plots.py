@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 DPI = 110
 _PALETTE = (
@@ -68,16 +69,19 @@ def band(ax, x, runs, *, label: str, index: int, logy: bool = False, linestyle: 
             low[valid] = np.nanmin(masked[:, valid], axis=0)
             high[valid] = np.nanmax(masked[:, valid], axis=0)
     if logy:
-        floor = np.nanmin(np.where(mean > 0, mean, np.nan)) if np.any(mean > 0) else 1e-12
-        low = np.where(low > 0, low, floor)
+        if not np.any(mean > 0):
+            return  # nothing to draw on a log axis (e.g. all zeros)
+        low = np.where(low > 0, low, np.nanmin(np.where(mean > 0, mean, np.nan)))
     ax.plot(x, mean, color=color(index), label=label, linestyle=linestyle, linewidth=1.6)
     if runs.shape[0] > 1:
         ax.fill_between(x, low, high, color=color(index), alpha=0.18, linewidth=0)
 
 
 def finish(ax, *, xlabel: str, ylabel: str, title: str, logy: bool = False, logx: bool = False,
-           legend: bool = True, legend_cols: int = 1):
-    """Labels, scales, grid and legend of one Axes."""
+           legend: bool = True, legend_cols: int = 1, integer_x: bool = False):
+    """Labels, scales, grid and legend of one Axes (`integer_x`: whole-number x ticks)."""
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -92,7 +96,7 @@ def finish(ax, *, xlabel: str, ylabel: str, title: str, logy: bool = False, logx
 
 def curves(path, series: Sequence[Mapping], *, xlabel: str, ylabel: str, title: str,
            logy: bool = False, logx: bool = False, hlines: Sequence[float] = (),
-           hline_label: str = "target") -> str:
+           hline_label: str = "target", integer_x: bool = False) -> str:
     """One plot of several curves with seed bands.
 
     series: dicts with "label", "x" (T,), "runs" (R, T) and optionally "index" (the
@@ -107,7 +111,7 @@ def curves(path, series: Sequence[Mapping], *, xlabel: str, ylabel: str, title: 
                    label=hline_label if j == 0 else None)
     logy = logy and _positive(np.concatenate([np.ravel(s["runs"]) for s in series])) if series else False
     finish(ax, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy, logx=logx,
-           legend_cols=2 if len(series) > 6 else 1)
+           legend_cols=2 if len(series) > 6 else 1, integer_x=integer_x)
     return save(fig, path)
 
 

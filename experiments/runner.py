@@ -630,8 +630,7 @@ def take(tree, index):
 
 
 def train_variant(variant: Variant, settings: Settings, data_store: DataStore, *, bar=None,
-                  eval_split: str = "test", seeds: Sequence[int] | None = None,
-                  eval_train: bool | None = None) -> list[VariantResult]:
+                  eval_split: str = "test", seeds: Sequence[int] | None = None) -> list[VariantResult]:
     """Trains a variant with every seed (and learning rate); one result per rate."""
     seeds = list(range(settings.seeds)) if seeds is None else list(seeds)
     lrs = variant.learning_rates(settings.lr)
@@ -640,7 +639,7 @@ def train_variant(variant: Variant, settings: Settings, data_store: DataStore, *
     if split is None:
         raise ValueError(f"eval_split={eval_split!r}: the dataset has no such split")
     eval_sets = {eval_split: _eval_chunks(split)}
-    if variant.eval_train if eval_train is None else eval_train:
+    if variant.eval_train:
         eval_sets["train"] = _eval_chunks(_subset(data.train, variant.train_size))
     probe_source = data.validation if data.validation is not None else data.test
     size = QUICK["probe_size"] if settings.quick else PROBE_SIZE
@@ -674,8 +673,7 @@ def train_variant(variant: Variant, settings: Settings, data_store: DataStore, *
     return results
 
 
-def standard_scalars(result: VariantResult, eval_split: str = "test",
-                     targets: Sequence[float] = ()) -> dict[str, list]:
+def standard_scalars(result: VariantResult, eval_split: str = "test") -> dict[str, list]:
     """Per-seed summary numbers every study gets (None where undefined)."""
     out: dict[str, list] = {}
     acc = result.epoch.get(f"{eval_split}_accuracy")
@@ -706,9 +704,6 @@ def standard_scalars(result: VariantResult, eval_split: str = "test",
     out["time_per_step"] = [float(t) / result.total_steps for t in result.train_time]
     out["compile_time"] = [float(result.compile_time)] * len(result.seeds)
     out["params"] = [float(result.num_params)] * len(result.seeds)
-    smooth = result.smoothed_error()
-    for target in targets:
-        out[target_key(target)] = [steps_to(row, target) for row in smooth]
     return out
 
 
@@ -806,13 +801,12 @@ class Run:
         self.results: dict[str, VariantResult] = {}
         self.searches: dict[str, dict] = {}
         self.table: dict[str, dict[str, list]] = {}
-        self.extra: dict[str, Any] = {}
         self.verdicts: list[verdicts_lib.Verdict] = []
         self.plots: list[tuple[str, str]] = []
         self.columns: list[Column] = []
         self.notes: list[str] = []
         self.targets: tuple[float, ...] = ()
-        self.planned: list[str] = []
+        self.config: dict = {}
         self.status = "running"
         self.start = time.perf_counter()
         self.bar = None
@@ -830,14 +824,14 @@ class Run:
                 f"--batch-size {batch_size} is larger than the {n} training examples"
                 f"{' of --quick' if self.settings.quick else ''}; use at most {n}")
 
-    def open(self, variants_config: Sequence[dict] = ()) -> None:
+    def open(self) -> None:
         """Creates the run folder and writes config.json (after the data loaded)."""
         self.load()
         self.dir = new_run_dir(self.settings.out, self.settings.study)
-        config = {
+        self.config = {
             "study": self.settings.study, "description": self.description,
             "settings": self.settings.as_dict(), "dataset": self.data.describe(),
-            "variants": list(variants_config), "started": datetime.datetime.now().isoformat(),
+            "variants": [], "started": datetime.datetime.now().isoformat(),
             "population": self.settings.population,
             "environment": {
                 "python": platform.python_version(), "jax": jax.__version__,
@@ -845,7 +839,7 @@ class Run:
                 "cpu_count": os.cpu_count(), "platform": platform.platform(),
             },
         }
-        self._write_json("config.json", config)
+        self._write_json("config.json", self.config)
         open(self.path("metrics.jsonl"), "w").close()
         self.bar = tqdm(total=0, desc=self.settings.study, unit="step", dynamic_ncols=True,
                         mininterval=0.5, file=sys.stderr, leave=False)
@@ -861,8 +855,10 @@ class Run:
             n = data.train.labels.shape[0] if v.train_size is None else min(v.train_size, data.train.labels.shape[0])
             steps = (n // (v.batch_size or self.settings.batch_size)) * (v.epochs or self.settings.epochs)
             self.bar.total += steps * seeds * len(v.learning_rates(self.settings.lr))
-            self.planned.append(v.name)
+            self.config["variants"].append(dict(v.describe(self.settings), seeds=seeds,
+                                                vmap=use_vmap(v, self.settings)))
         self.bar.refresh()
+        self._write_json("config.json", self.config)
 
     # -- training ---------------------------------------------------------------
 
@@ -980,7 +976,6 @@ class Run:
                          for name, row in self.table.items()},
             "searches": self.searches,
             "claims": [v.as_dict() for v in self.verdicts],
-            "extra": self.extra,
             "plots": [p for p, _ in self.plots],
         }
 

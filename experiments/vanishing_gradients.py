@@ -78,7 +78,7 @@ def run(run: runner.Run) -> None:
     path = plots.curves(run.path("grad_per_layer.png"), series,
                         xlabel="layer (1 = next to the input)", ylabel="gradient norm of the layer's weights",
                         title="Gradient norm per layer, at initialisation (solid) and after training (dashed)",
-                        logy=True)
+                        logy=True, integer_x=True)
     run.add_plot(path, "gradient norm per layer")
     runner.plot_training_error(run, results)
 
