@@ -127,7 +127,7 @@ def analyze(run: runner.Run, results: dict) -> None:
     runner.layer_bars(run, results, [("grad", 0, "gradient norm"), ("grad", None, "gradient norm")],
                       name="grad_norm.png", logy=True,
                       title="Gradient norm per layer (held-out batch)", caption="gradient norm per layer")
-    panels = [("dead", -1, "dead fraction"), ("active", -1, "active fraction")]
+    panels = [("dead", -1, "dead (never active) fraction"), ("active", -1, "active fraction")]
     if any(runner.probe_layers(r, "saturated") for r in results.values()):
         panels.append(("saturated", -1, "saturated fraction"))
     runner.layer_bars(run, results, panels, name="units.png",

@@ -117,11 +117,12 @@ def curves(path, series: Sequence[Mapping], *, xlabel: str, ylabel: str, title: 
 
 def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Sequence[float]]], *,
                  ylabel: str, title: str, xlabel: str = "layer", logy: bool = False,
-                 legend: bool = True):
+                 legend: bool = True, colors: Mapping[str, int] | None = None):
     """Bars per group (e.g. layer), one bar per series (e.g. activation).
 
     series[name][g] is the list of per-seed values of group g (None/NaN: missing);
-    the bar is the mean and the error bar spans min..max over seeds.
+    the bar is the mean and the error bar spans min..max over seeds. `colors` maps a
+    series to its colour index (default: its position).
     """
     n = max(len(series), 1)
     width = 0.8 / n
@@ -141,8 +142,8 @@ def grouped_bars(ax, groups: Sequence[str], series: Mapping[str, Sequence[Sequen
                 means.append(np.nan)
                 lows.append(0.0)
                 highs.append(0.0)
-        ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=[lows, highs],
-               label=name, color=color(i), capsize=2, error_kw={"linewidth": 0.8})
+        ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=[lows, highs], label=name,
+               color=color((colors or {}).get(name, i)), capsize=2, error_kw={"linewidth": 0.8})
     ax.set_xticks(x)
     ax.set_xticklabels(groups)
     finish(ax, xlabel=xlabel, ylabel=ylabel, title=title, logy=logy and _positive(all_values),

@@ -1210,7 +1210,7 @@ def layer_bars(run: Run, results: Mapping[str, VariantResult], panels: Sequence[
             series[vname] = [pick(f"{prefix}/{layer}") for layer in layers]
         when = "mean over training" if index is None else ("at initialisation" if index == 0 else "after training")
         plots.grouped_bars(ax, layers, series, ylabel=ylabel, title=f"{ylabel} ({when})", logy=logy,
-                           legend=ax is axes[0])
+                           legend=ax is axes[0], colors={n: i for i, n in enumerate(results)})
     fig.suptitle(title)
     path = plots.save(fig, run.path(name))
     run.add_plot(path, caption or title)
