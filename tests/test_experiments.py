@@ -191,7 +191,7 @@ def test_tuned_learning_rate_is_picked_on_validation(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_compare_activations_on_digits_supports_the_claims(tmp_path, capsys):
-    """The main job with its defaults (9 activations x 3 seeds, 20 epochs; about 1.5
+    """The main job with its defaults (9 activations x 3 seeds, 20 epochs; 1.5 to 2.5
     minutes on 2 cores): every claim is supported on the digits."""
     out = str(tmp_path)
     assert _study("compare_activations").main(["--out", out]) == 0
