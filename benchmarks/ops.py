@@ -28,27 +28,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcnn.ops.conv import conv
 from fcnn.ops.dense import dense
 from fcnn.ops.pooling import avg_pool, max_pool
-
-try:
-    from fcnn.ops.conv import conv
-except ImportError:  # the convolution op is optional for this benchmark
-    conv = None
 
 
 def cases(batch: int):
     """(name, op(*inputs, backward=...), input shapes) at RefNet-MNIST sizes."""
-    out = []
-    if conv is not None:
-        out += [
-            ("conv 28x28x1->32 3x3 SAME",
-             lambda x, k, b, backward: conv(x, k, b, padding="SAME", backward=backward),
-             [(batch, 28, 28, 1), (3, 3, 1, 32), (32,)]),
-            ("conv 14x14x32->64 3x3 SAME",
-             lambda x, k, b, backward: conv(x, k, b, padding="SAME", backward=backward),
-             [(batch, 14, 14, 32), (3, 3, 32, 64), (64,)]),
-        ]
+    out = [
+        ("conv 28x28x1->32 3x3 SAME",
+         lambda x, k, b, backward: conv(x, k, b, padding="SAME", backward=backward),
+         [(batch, 28, 28, 1), (3, 3, 1, 32), (32,)]),
+        ("conv 14x14x32->64 3x3 SAME",
+         lambda x, k, b, backward: conv(x, k, b, padding="SAME", backward=backward),
+         [(batch, 14, 14, 32), (3, 3, 32, 64), (64,)]),
+    ]
     for name, op in (("maxpool", max_pool), ("avgpool", avg_pool)):
         for shape in ((batch, 28, 28, 32), (batch, 14, 14, 64)):
             out.append((
@@ -121,8 +115,6 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.batch < 1 or args.repeats < 1:
         p.error("--batch and --repeats must be positive")
-    if conv is None:
-        print("fcnn.ops.conv is not available: skipping the convolution rows")
     start = time.perf_counter()
     rows = measure(args.batch, args.repeats)
     print(table(rows))

@@ -21,7 +21,6 @@ from fcnn import _checks
 from fcnn.ops.conv import conv, conv_output_shape
 from tests.reference import conv_ref
 
-# `fcnn.ops.conv` is the function (re-exported by the package); this is the module
 conv_module = importlib.import_module("fcnn.ops.conv")
 
 TOL = dict(atol=1e-10, rtol=1e-10)

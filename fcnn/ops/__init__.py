@@ -1,31 +1,30 @@
 """Pure differentiable primitives, each a `jax.custom_vjp` with a hand-written backward.
 
+One concept per module; call the functions through their module, which keeps a module
+and a function of the same name apart (`fcnn.ops.conv.conv`, `fcnn.ops.dense.dense`):
+
+    activations    sigmoid, tanh, relu, leaky_relu, prelu, rrelu, softplus, elu, selu,
+                   gelu, silu, softmax, log_softmax, maxout; get_activation(name)
+    conv           conv, conv_output_shape (1-3 spatial dims, strides, padding,
+                   dilation, input dilation, groups)
+    dense          dense
+    dropout        dropout, spatial_dropout
+    lowering       alternative lowerings of the convolution (same semantics)
+    lrn            lrn (local response normalization)
+    normalization  normalize (batch/layer/instance/group norm), weight_normalize
+    pooling        max_pool, avg_pool, global_avg_pool
+
 Every op takes `backward="custom"` (the hand-derived rule, the default) or
 `backward="autodiff"` (plain autodiff of the same forward), so the two can be compared.
 """
 
-from fcnn.ops.conv import conv, conv_output_shape  # noqa: F401
-from fcnn.ops.dense import dense  # noqa: F401
-from fcnn.ops.activations import (  # noqa: F401
-    ACTIVATION_NAMES,
-    elu,
-    gelu,
-    get_activation,
-    leaky_relu,
-    log_softmax,
-    maxout,
-    prelu,
-    relu,
-    rrelu,
-    selu,
-    sigmoid,
-    silu,
-    softmax,
-    softplus,
-    swish,
-    tanh,
+from fcnn.ops import (  # noqa: F401
+    activations,
+    conv,
+    dense,
+    dropout,
+    lowering,
+    lrn,
+    normalization,
+    pooling,
 )
-from fcnn.ops.dropout import dropout, spatial_dropout  # noqa: F401
-from fcnn.ops.pooling import avg_pool, global_avg_pool, max_pool  # noqa: F401
-from fcnn.ops.lrn import lrn  # noqa: F401
-from fcnn.ops.normalization import normalize, normalize_with_stats, weight_normalize  # noqa: F401
