@@ -13,58 +13,23 @@ traceback); `--help` describes every option. Defaults that depend on the dataset
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fcnn.cli import (  # noqa: F401  (re-exported for the studies)
+    Parser,
+    UsageError,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 from fcnn.data import DATA_DIR_ENV, DATASETS
 
 POPULATION_MODES = ("auto", "vmap", "sequential")
 
 COMMON_OPTIONS = ("dataset", "data_dir", "epochs", "seeds", "batch_size", "lr", "out", "quick",
                   "population")
-
-
-class UsageError(Exception):
-    """A bad command-line value found after parsing (exit code 2, one line)."""
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message and exit code 2."""
-
-    def error(self, message):  # noqa: D401 - argparse's hook
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive finite number")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
-    return value
 
 
 def name_list(valid: Sequence[str], what: str):

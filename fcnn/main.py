@@ -16,58 +16,24 @@ import os
 import sys
 import time
 
+from fcnn import cli
+from fcnn.data import DATASETS
+
 PROG = "python -m fcnn.main"
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line, then exit status 2 (argparse's convention for bad arguments).
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r}: the learning rate must be a finite number > 0")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="Train the reference CNN and report its test accuracy.")
+    parser = cli.Parser(prog=PROG, description="Train the reference CNN and report its test accuracy.")
     parser.add_argument("--dataset", choices=DATASETS, default="digits",
                         help="dataset (default: digits, bundled, no download)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the dataset files (default: $FCNN_DATA_DIR)")
-    parser.add_argument("--epochs", type=_positive_int, default=10, help="epochs (default: 10)")
-    parser.add_argument("--batch-size", type=_positive_int, default=32,
+    parser.add_argument("--epochs", type=cli.positive_int, default=10, help="epochs (default: 10)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=32,
                         help="examples per step (default: 32)")
-    parser.add_argument("--lr", type=_learning_rate, default=1e-3,
+    parser.add_argument("--lr", type=cli.positive_float, default=1e-3,
                         help="Adam learning rate (default: 1e-3)")
-    parser.add_argument("--seed", type=_nonnegative_int, default=0,
+    parser.add_argument("--seed", type=cli.nonnegative_int, default=0,
                         help="seed for initialisation and data order (default: 0)")
     parser.add_argument("--out", default=None,
                         help="run directory (default: runs/refnet-<dataset>/<timestamp>)")

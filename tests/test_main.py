@@ -27,9 +27,9 @@ def test_quick_run_trains_reports_accuracy_and_writes_a_checkpoint(tmp_path, cap
 
 
 @pytest.mark.parametrize("argv, match", [
-    (["--lr", "0"], r"argument --lr: '0': the learning rate must be a finite number > 0"),
+    (["--lr", "0"], r"argument --lr: '0': expected a positive finite number"),
     (["--lr", "fast"], r"argument --lr: 'fast' is not a number"),
-    (["--epochs", "-3"], r"argument --epochs: '-3' must be a positive integer"),
+    (["--epochs", "-3"], r"argument --epochs: '-3': expected a positive integer"),
     (["--batch-size", "x"], r"argument --batch-size: 'x' is not an integer"),
     (["--dataset", "imagenet"], r"argument --dataset: invalid choice: 'imagenet'"),
     (["--dataset", "mnist", "--data-dir", "/no/such/dir"], r"does not exist"),
