@@ -151,15 +151,23 @@ def _input_grad_padding(in_spatial, window, out_spatial, config: ConvConfig):
 
     Either can be negative (padding wider than the window), which crops.
     """
-    pads = []
+    return tuple(
+        (f - 1 - p_lo, f - 1 - p_hi + r)
+        for f, (p_lo, p_hi), r in _window_fit(in_spatial, window, out_spatial, config)
+    )
+
+
+def _window_fit(in_spatial, window, out_spatial, config: ConvConfig):
+    """Per spatial dimension: (F, (p_lo, p_hi), r), with F the dilated window and
+    r = W1 + p_lo + p_hi - F - (O - 1) * S the padded cells past the last window."""
+    fits = []
     for w, k, o, s, (p_lo, p_hi), d, ld in zip(
         in_spatial, window, out_spatial, config.strides, config.pads, config.dilation,
         config.input_dilation,
     ):
         w1, f = _checks.dilated_size(w, ld), _checks.dilated_size(k, d)
-        r = w1 + p_lo + p_hi - f - (o - 1) * s
-        pads.append((f - 1 - p_lo, f - 1 - p_hi + r))
-    return tuple(pads)
+        fits.append((f, (p_lo, p_hi), w1 + p_lo + p_hi - f - (o - 1) * s))
+    return fits
 
 
 def _conv_input_grad(dy, kernel, config: ConvConfig, in_spatial):
@@ -199,15 +207,9 @@ def _kernel_grad_padding(in_spatial, window, out_spatial, config: ConvConfig):
 
         low = p_lo        high = p_hi - r
     """
-    pads = []
-    for w, k, o, s, (p_lo, p_hi), d, ld in zip(
-        in_spatial, window, out_spatial, config.strides, config.pads, config.dilation,
-        config.input_dilation,
-    ):
-        w1, f = _checks.dilated_size(w, ld), _checks.dilated_size(k, d)
-        r = w1 + p_lo + p_hi - f - (o - 1) * s
-        pads.append((p_lo, p_hi - r))
-    return tuple(pads)
+    return tuple(
+        (p_lo, p_hi - r) for _, (p_lo, p_hi), r in _window_fit(in_spatial, window, out_spatial, config)
+    )
 
 
 def _conv_kernel_grad(x, dy, config: ConvConfig, window):
