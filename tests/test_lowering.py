@@ -148,6 +148,30 @@ class _Checks(chex.TestCase):
         chex.assert_shape(out, kernel.shape)
         chex.assert_trees_all_close(out, expected, **TOL[dtype])
 
+    def _check_oracle(self, x_shape, k_shape, kw):
+        rng = np.random.RandomState(1)
+        x = jnp.asarray(rng.standard_normal(x_shape), jnp.float64)
+        kernel = jnp.asarray(rng.standard_normal(k_shape), jnp.float64)
+        s = _settings(kw)
+        ref_kw = dict(strides=s["strides"], padding=s["pads"], dilation=s["dilation"],
+                      input_dilation=s["input_dilation"], groups=s["groups"])
+        y_ref = conv_ref.conv_forward(np.asarray(x), np.asarray(kernel), **ref_kw)
+        dy = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float64)
+        dx_ref, dw_ref, _ = conv_ref.conv_backward(
+            np.asarray(x), np.asarray(kernel), np.asarray(dy), **ref_kw)
+
+        @self.variant
+        def all_four(x, kernel, dy):
+            return (
+                lowering.conv_forward_taps(x, kernel, **s),
+                lowering.conv_forward_im2col(x, kernel, **s),
+                lowering.conv_input_grad_col2im(dy, kernel, x.shape, **s),
+                lowering.conv_kernel_grad_im2col(x, dy, kernel.shape, **s),
+            )
+
+        chex.assert_trees_all_close(all_four(x, kernel, dy), (y_ref, y_ref, dx_ref, dw_ref),
+                                    **TOL[jnp.float64])
+
 
 class LoweringTest(_Checks):
     @chex.variants(with_jit=True)
@@ -169,24 +193,7 @@ class LoweringTest(_Checks):
     @chex.variants(with_jit=True)
     @parameterized.named_parameters(*[(name, x, k, kw) for name, x, k, kw in CONFIGS])
     def test_matches_numpy_oracle(self, x_shape, k_shape, kw):
-        x, kernel, _, dy, _ = _arrays(x_shape, k_shape, kw, jnp.float64, seed=1)
-        s = _settings(kw)
-        ref_kw = dict(strides=s["strides"], padding=s["pads"], dilation=s["dilation"],
-                      input_dilation=s["input_dilation"], groups=s["groups"])
-        y_ref = conv_ref.conv_forward(np.asarray(x), np.asarray(kernel), **ref_kw)
-        dx_ref, dw_ref, _ = conv_ref.conv_backward(
-            np.asarray(x), np.asarray(kernel), np.asarray(dy), **ref_kw)
-
-        @self.variant
-        def all_three(x, kernel, dy):
-            return (
-                lowering.conv_forward_im2col(x, kernel, **s),
-                lowering.conv_input_grad_col2im(dy, kernel, x.shape, **s),
-                lowering.conv_kernel_grad_im2col(x, dy, kernel.shape, **s),
-            )
-
-        chex.assert_trees_all_close(all_three(x, kernel, dy), (y_ref, dx_ref, dw_ref),
-                                    **TOL[jnp.float64])
+        self._check_oracle(x_shape, k_shape, kw)
 
     @chex.variants(with_jit=True)
     def test_settings_are_static_one_trace_per_shape(self):
@@ -203,16 +210,28 @@ class LoweringTest(_Checks):
             chex.assert_trees_all_close(forward(x, kernel), y, **TOL[jnp.float32])
 
 
+# jax/jaxlib 0.10.2: the autodiff input gradient of some grouped, strided,
+# kernel-dilated convolutions aborts XLA's compiler in float64 ("Window dimensions do
+# not match RHS shape" in algebraic_simplifier), e.g. x (2, 4, 3, 6), kernel
+# (2, 3, 3, 2), strides (2, 2), pads ((1, 2), (0, 2)), dilation (1, 2), groups 2. A
+# process abort cannot be caught, so the random sweep checks float32 against XLA and
+# float64 against the NumPy oracle, which is the definition itself.
 @pytest.mark.slow
 class LoweringRandomSweepTest(_Checks):
     """The same checks over a random sweep of every setting (`make test-slow`)."""
 
     @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*_cases(_random_configs(40)))
-    def test_random_sweep_equals_xla(self, x_shape, k_shape, kw, dtype):
-        self._check_forward(x_shape, k_shape, kw, dtype)
-        self._check_input_grad(x_shape, k_shape, kw, dtype)
-        self._check_kernel_grad(x_shape, k_shape, kw, dtype)
+    @parameterized.named_parameters(
+        *[c[:4] for c in _cases(_random_configs(40)) if c[4] == jnp.float32])
+    def test_random_sweep_equals_xla_in_float32(self, x_shape, k_shape, kw):
+        self._check_forward(x_shape, k_shape, kw, jnp.float32)
+        self._check_input_grad(x_shape, k_shape, kw, jnp.float32)
+        self._check_kernel_grad(x_shape, k_shape, kw, jnp.float32)
+
+    @chex.variants(with_jit=True)
+    @parameterized.named_parameters(*_random_configs(40))
+    def test_random_sweep_matches_numpy_oracle_in_float64(self, x_shape, k_shape, kw):
+        self._check_oracle(x_shape, k_shape, kw)
 
 
 def test_refnet_second_layer_equals_xla_in_float32():
