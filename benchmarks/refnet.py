@@ -14,7 +14,12 @@ median over rounds.
 
 Threads: every process gets the same CPU set (`--threads N`, default all cores,
 pinned with sched_setaffinity) and OMP_NUM_THREADS=N; XLA sizes its thread pool
-from the CPU set, PyTorch from OMP_NUM_THREADS.
+from the CPU set, PyTorch from OMP_NUM_THREADS. On a machine shared with other work,
+PyTorch's OpenMP workers wait for each other at every parallel region and its step
+time can grow tenfold (measured: 26 ms -> 330 ms at batch 128 on 2 busy cores),
+while XLA's work-stealing pool degrades gracefully; `--threads 1` with the
+`cpu_ms_median` column (process CPU time per step) gives figures that other work
+barely moves.
 
 Allocator: `--allocator tcmalloc` preloads tcmalloc (LD_PRELOAD) into every
 framework's process alike; `both` runs each configuration under both allocators.
