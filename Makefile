@@ -42,6 +42,7 @@ bench: $(BENCH_VENV)/.installed
 	mkdir -p $(BENCH_OUT)
 	$(BENCH_VENV)/bin/python -m benchmarks.refnet $(BENCH_ARGS) --json $(BENCH_OUT)/refnet.json
 	$(BENCH_VENV)/bin/python -m benchmarks.report $(BENCH_OUT)/refnet.json --out $(BENCH_OUT)/refnet.md
+	$(BENCH_VENV)/bin/python -m benchmarks.ops --json $(BENCH_OUT)/ops.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info
