@@ -32,6 +32,13 @@ COMMON_OPTIONS = ("dataset", "data_dir", "epochs", "seeds", "batch_size", "lr", 
                   "population")
 
 
+def add_lrs_argument(group, default: Sequence[float]) -> None:
+    """The `--lrs X,Y,...` option of the studies that sweep learning rates."""
+    group.add_argument("--lrs", type=number_list(float, "learning rates"), default=None,
+                       metavar="X,Y,...",
+                       help=f"learning rates swept (default: {','.join(map(str, default))})")
+
+
 def name_list(valid: Sequence[str], what: str):
     """An argparse type for a comma-separated list of names from `valid`."""
 

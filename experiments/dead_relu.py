@@ -31,8 +31,7 @@ CLAIMS = (
 
 
 def add_arguments(group):
-    group.add_argument("--lrs", type=cli.number_list(float, "learning rates"), default=None,
-                       metavar="X,Y,...", help=f"learning rates swept (default: {','.join(map(str, LRS))})")
+    cli.add_lrs_argument(group, LRS)
     group.add_argument("--activations", type=cli.name_list(ACTIVATIONS, "activations"), default=None,
                        metavar="A,B,...", help=f"activations (default: {', '.join(ACTIVATIONS)})")
 

@@ -77,6 +77,18 @@ def _loops(n, out, window):
                 yield b, o, k
 
 
+def _taps(batch, out, window, strides, dilation, groups, c_in_g, c_out_g):
+    """Every product of the convolution sum, as (x index, kernel index, y index):
+    y[b, o, f] += xpad[b, o*s + k*d, c] * w[k, ci, f], c and f in the same group."""
+    for b, o, k in _loops(batch, out, window):
+        pos = tuple(oi * s + ki * d for oi, ki, s, d in zip(o, k, strides, dilation))
+        for g in range(groups):
+            for ci in range(c_in_g):
+                for co in range(c_out_g):
+                    f = g * c_out_g + co
+                    yield (b, *pos, g * c_in_g + ci), (*k, ci, f), (b, *o, f)
+
+
 def conv_forward(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1,
                  input_dilation=1, groups=1):
     """y[n, o, co] = b[co] + sum_{k, ci} xpad[n, o*s + k*d, g*Cig + ci] w[k, ci, co]."""
@@ -88,14 +100,8 @@ def conv_forward(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1,
     c_out_g = c_out // groups
     xp = _dilate_and_pad(x, input_dilation, pads, dilated, padded)
     y = np.zeros((x.shape[0], *out, c_out))
-    for b, o, k in _loops(x.shape[0], out, window):
-        pos = tuple(oi * s + ki * d for oi, ki, s, d in zip(o, k, strides, dilation))
-        for g in range(groups):
-            for ci in range(c_in_g):
-                c = g * c_in_g + ci
-                for co in range(c_out_g):
-                    f = g * c_out_g + co
-                    y[(b, *o, f)] += xp[(b, *pos, c)] * kernel[(*k, ci, f)]
+    for x_at, k_at, y_at in _taps(x.shape[0], out, window, strides, dilation, groups, c_in_g, c_out_g):
+        y[y_at] += xp[x_at] * kernel[k_at]
     if bias is not None:
         y += np.asarray(bias, np.float64)
     return y
@@ -114,15 +120,9 @@ def conv_backward(x, kernel, dy, *, strides=1, padding="SAME", dilation=1,
     xp = _dilate_and_pad(x, input_dilation, pads, dilated, padded)
     dxp = np.zeros_like(xp)
     dw = np.zeros_like(kernel)
-    for b, o, k in _loops(x.shape[0], out, window):
-        pos = tuple(oi * s + ki * d for oi, ki, s, d in zip(o, k, strides, dilation))
-        for g in range(groups):
-            for ci in range(c_in_g):
-                c = g * c_in_g + ci
-                for co in range(c_out_g):
-                    f = g * c_out_g + co
-                    dxp[(b, *pos, c)] += dy[(b, *o, f)] * kernel[(*k, ci, f)]
-                    dw[(*k, ci, f)] += xp[(b, *pos, c)] * dy[(b, *o, f)]
+    for x_at, k_at, y_at in _taps(x.shape[0], out, window, strides, dilation, groups, c_in_g, c_out_g):
+        dxp[x_at] += dy[y_at] * kernel[k_at]
+        dw[k_at] += xp[x_at] * dy[y_at]
     # undo the padding, then keep only the cells that held a real input value
     dxd = dxp[(slice(None),) + tuple(slice(lo, lo + s) for (lo, _), s in zip(pads, dilated))]
     dx = dxd[(slice(None),) + tuple(slice(None, None, l) for l in input_dilation)]
