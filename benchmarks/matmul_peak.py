@@ -7,12 +7,13 @@ practical peak against which a training step's FLOP rate is compared. Run as
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 
 import numpy as np
+
+from fcnn import cli
 
 SIZES = (512, 1024, 2048)
 
@@ -39,10 +40,17 @@ def measure(sizes=SIZES, repeats: int = 10) -> dict:
             "jax": jax.__version__}
 
 
+def build_parser() -> cli.Parser:
+    """The command line of the matmul peak."""
+    p = cli.Parser(prog="python -m benchmarks.matmul_peak",
+                   description=__doc__.splitlines()[0], allow_abbrev=False)
+    p.add_argument("--repeats", type=cli.positive_int, default=10, metavar="N",
+                   help="timed products per size; the figure is their median (default: 10)")
+    return p
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=10)
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
     sys.stdout.write("RESULT " + json.dumps(measure(repeats=args.repeats)) + "\n")
 
 

@@ -17,7 +17,6 @@ the numbers are indicative.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -28,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcnn import cli
 from fcnn.ops.conv import conv
 from fcnn.ops.dense import dense
 from fcnn.ops.pooling import avg_pool, max_pool
@@ -107,14 +107,20 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> cli.Parser:
+    """The command line of the op benchmark."""
+    p = cli.Parser(prog="python -m benchmarks.ops", description=__doc__.splitlines()[0],
+                   allow_abbrev=False)
+    p.add_argument("--batch", type=cli.positive_int, default=128, metavar="N",
+                   help="batch size of every op's input (default: 128, RefNet-MNIST's)")
+    p.add_argument("--repeats", type=cli.positive_int, default=15, metavar="N",
+                   help="timed calls per variant; the figure is their median (default: 15)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    return p
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=15, help="timed calls per variant")
-    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    args = p.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1:
-        p.error("--batch and --repeats must be positive")
+    args = build_parser().parse_args(argv)
     start = time.perf_counter()
     rows = measure(args.batch, args.repeats)
     print(table(rows))

@@ -31,7 +31,6 @@ configuration in the same form; `env` records versions, threads and the machine.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -43,6 +42,7 @@ from pathlib import Path
 
 from benchmarks.peers import PEERS
 from benchmarks.peers._common import step_flops_per_image
+from fcnn import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TCMALLOC_PATHS = (
@@ -130,34 +130,45 @@ def summarise(rounds: list[dict], batch: int, peak: float | None) -> dict:
     return out
 
 
+def build_parser() -> cli.Parser:
+    """The command line; building and parsing it imports no peer framework."""
+    p = cli.Parser(prog="python -m benchmarks.refnet", description=__doc__.splitlines()[0],
+                   allow_abbrev=False)
+    p.add_argument("--frameworks", type=cli.name_list(tuple(PEERS), "frameworks"),
+                   default="fcnn,stax,linen,equinox,haiku,torch", metavar="NAME,NAME,...",
+                   help=f"comma-separated frameworks to time, from {','.join(PEERS)} "
+                        "(default: fcnn,stax,linen,equinox,haiku,torch)")
+    p.add_argument("--batch", type=cli.number_list(int, "batch sizes"), nargs="+",
+                   default=[(128,)], metavar="B",
+                   help="one or more batch sizes, e.g. `--batch 128 32` or `--batch 128,32` "
+                        "(default: 128)")
+    p.add_argument("--steps", type=cli.positive_int, default=50, metavar="N",
+                   help="timed steps per process (default: 50)")
+    p.add_argument("--warmup", type=cli.nonnegative_int, default=10, metavar="N",
+                   help="untimed steps before them, the first (compile) included (default: 10)")
+    p.add_argument("--rounds", type=cli.positive_int, default=3, metavar="N",
+                   help="interleaved rounds over the frameworks; medians over rounds (default: 3)")
+    p.add_argument("--allocator", choices=("default", "tcmalloc", "both"), default="default",
+                   help="malloc of every process: the default one, tcmalloc (LD_PRELOAD), or "
+                        "both in turn (default: default)")
+    p.add_argument("--threads", type=cli.positive_int, default=len(os.sched_getaffinity(0)),
+                   metavar="N", help="CPU cores given to every framework (default: all)")
+    p.add_argument("--timeout", type=cli.positive_float, default=900.0, metavar="SECONDS",
+                   help="time limit per process (default: 900)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the results as JSON to PATH")
+    return p
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--frameworks", default="fcnn,stax,linen,equinox,haiku,torch",
-                   help=f"comma-separated, from {','.join(PEERS)}")
-    p.add_argument("--batch", type=str, nargs="+", default=["128"],
-                   help="one or more batch sizes, e.g. `--batch 128 32` or `--batch 128,32`")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--allocator", choices=("default", "tcmalloc", "both"), default="default")
-    p.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                   help="CPU cores given to every framework (default: all)")
-    p.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
-    p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p = build_parser()
     args = p.parse_args(argv)
-    args.frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-    unknown = [f for f in args.frameworks if f not in PEERS]
-    if unknown:
-        p.error(f"--frameworks: unknown {unknown}; expected names from {list(PEERS)}")
-    try:
-        args.batch = [int(b) for item in args.batch for b in item.split(",") if b]
-    except ValueError:
-        p.error(f"--batch {args.batch}: expected positive ints")
-    if not args.batch or min(args.batch) < 1:
-        p.error(f"--batch {args.batch}: expected positive ints")
+    args.frameworks = list(args.frameworks)
+    args.batch = [b for group in args.batch for b in group]
     available = sorted(os.sched_getaffinity(0))
-    if not 1 <= args.threads <= len(available):
-        p.error(f"--threads={args.threads}: expected 1..{len(available)}")
+    if args.threads > len(available):
+        p.error(f"argument --threads: {args.threads}: expected 1..{len(available)}, the "
+                "cores this process may use")
     args.cpus = set(available[: args.threads])
     return args
 

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+
+from fcnn import cli
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
@@ -88,14 +89,34 @@ def render(data: dict) -> str:
     return "\n".join(lines)
 
 
+def build_parser() -> cli.Parser:
+    """The command line of the report."""
+    p = cli.Parser(prog="python -m benchmarks.report", description=__doc__.splitlines()[0],
+                   allow_abbrev=False)
+    p.add_argument("json", type=Path, metavar="JSON",
+                   help="the results written by `python -m benchmarks.refnet --json JSON`")
+    p.add_argument("--out", type=Path, default=None, metavar="PATH",
+                   help="write the markdown to PATH (default: print it)")
+    return p
+
+
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("json", type=Path)
-    p.add_argument("--out", type=Path, default=None, help="markdown file (default: stdout)")
+    p = build_parser()
     args = p.parse_args(argv)
-    text = render(json.loads(args.json.read_text()))
+    try:
+        text = render(json.loads(args.json.read_text()))
+    except OSError as err:
+        p.error(f"argument JSON: cannot read {str(args.json)!r}: {err.strerror or err}")
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        p.error(f"argument JSON: {str(args.json)!r} is not a JSON file ({err})")
+    except (KeyError, TypeError, AttributeError, ValueError) as err:
+        p.error(f"argument JSON: {str(args.json)!r} is not the output of benchmarks.refnet "
+                f"(missing or malformed field: {err})")
     if args.out:
-        args.out.write_text(text + "\n")
+        try:
+            args.out.write_text(text + "\n")
+        except OSError as err:
+            p.error(f"argument --out: cannot write {str(args.out)!r}: {err.strerror or err}")
         print(f"wrote {args.out}")
     else:
         print(text)

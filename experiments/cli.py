@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from fcnn.cli import (  # noqa: F401  (re-exported for the studies)
     Parser,
     UsageError,
+    name_list,
     nonnegative_float,
+    nonnegative_int,
+    number_list,
     positive_float,
     positive_int,
 )
@@ -37,46 +40,6 @@ def add_lrs_argument(group, default: Sequence[float]) -> None:
     group.add_argument("--lrs", type=number_list(float, "learning rates"), default=None,
                        metavar="X,Y,...",
                        help=f"learning rates swept (default: {','.join(map(str, default))})")
-
-
-def name_list(valid: Sequence[str], what: str):
-    """An argparse type for a comma-separated list of names from `valid`."""
-
-    def parse(text: str) -> tuple[str, ...]:
-        names = tuple(n.strip() for n in text.split(",") if n.strip())
-        if not names:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
-        unknown = [n for n in names if n not in valid]
-        if unknown:
-            raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}: {', '.join(valid)}"
-            )
-        if len(set(names)) != len(names):
-            raise argparse.ArgumentTypeError(f"{text!r}: each of the {what} at most once")
-        return names
-
-    parse.__name__ = what
-    return parse
-
-
-def number_list(kind, what: str):
-    """An argparse type for a comma-separated list of positive numbers."""
-    element = positive_int if kind is int else positive_float
-
-    def parse(text: str):
-        parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
-        values = []
-        for p in parts:
-            try:
-                values.append(element(p))
-            except argparse.ArgumentTypeError as err:
-                raise argparse.ArgumentTypeError(f"{what}: {err}") from None
-        return tuple(values)
-
-    parse.__name__ = what
-    return parse
 
 
 def build_parser(prog: str, description: str, epilog: str = "") -> Parser:
@@ -114,6 +77,16 @@ def build_parser(prog: str, description: str, epilog: str = "") -> Parser:
                              "one compiled step; 'auto' (default) uses vmap except for "
                              "convolutional models on the CPU, where the batched convolution is "
                              "slower than running the seeds in turn")
+    return parser
+
+
+def study_parser(study: "Study") -> Parser:
+    """The full command line of one study: the common options and the study's own."""
+    prog = f"python -m experiments.{study.name}"
+    epilog = "claims tested:\n" + "\n".join(f"  - {c}" for c in study.claims)
+    parser = build_parser(prog, study.description, epilog)
+    if study.add_arguments is not None:
+        study.add_arguments(parser.add_argument_group(f"{study.name} options"))
     return parser
 
 
@@ -181,11 +154,8 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     from fcnn.data import DataFormatError
     from experiments.runner import Run
 
-    prog = f"python -m experiments.{study.name}"
-    epilog = "claims tested:\n" + "\n".join(f"  - {c}" for c in study.claims)
-    parser = build_parser(prog, study.description, epilog)
-    if study.add_arguments is not None:
-        study.add_arguments(parser.add_argument_group(f"{study.name} options"))
+    parser = study_parser(study)
+    prog = parser.prog
     args = parser.parse_args(argv)
     try:
         settings = settings_from_args(study, args)

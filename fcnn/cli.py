@@ -30,6 +30,7 @@ def _number(text: str, kind):
 
 
 def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
     value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
@@ -37,6 +38,7 @@ def positive_int(text: str) -> int:
 
 
 def nonnegative_int(text: str) -> int:
+    """An argparse type: an integer >= 0."""
     value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
@@ -44,6 +46,7 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
     value = _number(text, float)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a positive finite number")
@@ -51,7 +54,48 @@ def positive_float(text: str) -> float:
 
 
 def nonnegative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
     value = _number(text, float)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
     return value
+
+
+def name_list(valid, what: str):
+    """An argparse type for a comma-separated list of names from `valid`, each once."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = tuple(n.strip() for n in text.split(",") if n.strip())
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
+        unknown = [n for n in names if n not in valid]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(map(repr, unknown))}; valid {what}: {', '.join(valid)}"
+            )
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{text!r}: each of the {what} at most once")
+        return names
+
+    parse.__name__ = what
+    return parse
+
+
+def number_list(kind, what: str):
+    """An argparse type for a comma-separated list of positive numbers (int or float)."""
+    element = positive_int if kind is int else positive_float
+
+    def parse(text: str):
+        parts = [p.strip() for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}")
+        values = []
+        for p in parts:
+            try:
+                values.append(element(p))
+            except argparse.ArgumentTypeError as err:
+                raise argparse.ArgumentTypeError(f"{what}: {err}") from None
+        return tuple(values)
+
+    parse.__name__ = what
+    return parse
