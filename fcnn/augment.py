@@ -127,9 +127,31 @@ def pad(image, padding=4, mode: str = "constant"):
     return jnp.pad(image, ((p_rows, p_rows), (p_cols, p_cols), (0, 0)), mode=_check_mode(mode))
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def crop(image, top, left, height: int, width: int):
-    """The window image[top:top + height, left:left + width]; top and left may be traced."""
+    """The window image[top:top + height, left:left + width]; top and left may be traced.
+
+    `height` and `width` are ints that fit the image; a concrete `top` or `left` must
+    keep the window inside it (a traced one is clamped, as `lax.dynamic_slice` does).
+    """
     image = _check_image(image, "crop")
+    rows, cols = image.shape[:2]
+    for name, size, limit in (("height", height, rows), ("width", width, cols)):
+        if not _is_int(size) or not 1 <= size <= limit:
+            raise ValueError(
+                f"crop: {name}={size!r}: expected an int in [1, {limit}] for an image of "
+                f"shape {tuple(image.shape)}"
+            )
+    for name, start, size, span, limit in (("top", top, "height", height, rows),
+                                           ("left", left, "width", width, cols)):
+        if _is_int(start) and not 0 <= start <= limit - span:
+            raise ValueError(
+                f"crop: {name}={start!r} with {size}={span}: the window leaves the image of "
+                f"shape {tuple(image.shape)}; expected {name} in [0, {limit - span}]"
+            )
     return lax.dynamic_slice(image, (top, left, 0), (height, width, image.shape[2]))
 
 
@@ -220,6 +242,8 @@ def zoom(image, factor, fill: float = 0.0):
     out at offset d from the centre reads the input at offset d / factor.
     """
     image = _check_image(image, "zoom")
+    if isinstance(factor, bool) or (isinstance(factor, numbers.Real) and not factor > 0):
+        raise ValueError(f"zoom: factor={factor!r}: expected a number > 0 (1 is the identity)")
     x = _as_float(image)
     d_rows, d_cols, c_rows, c_cols = _centred_grid(image)
     factor = jnp.asarray(factor, x.dtype)
@@ -287,7 +311,7 @@ def gaussian_blur(image, sigma, kernel_size: int = 5, mode: str = "reflect"):
     with `mode`. sigma = 0 is the identity.
     """
     image = _check_image(image, "gaussian_blur")
-    if not isinstance(kernel_size, numbers.Integral) or kernel_size < 1 or kernel_size % 2 == 0:
+    if not _is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size={kernel_size!r}: expected a positive odd int")
     _non_negative(sigma, "sigma")
     _check_mode(mode)

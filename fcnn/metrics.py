@@ -16,7 +16,9 @@ def _check(logits, labels, name: str):
         raise ValueError(
             f"{name}: logits has shape {tuple(logits.shape)}: expected (batch, classes)"
         )
-    if labels.ndim not in (1, 2) or labels.shape[0] != logits.shape[0]:
+    if labels.ndim not in (1, 2) or labels.shape[0] != logits.shape[0] or (
+        labels.ndim == 2 and labels.shape[1] != logits.shape[1]
+    ):
         raise ValueError(
             f"{name}: labels has shape {tuple(labels.shape)} for logits of shape "
             f"{tuple(logits.shape)}: expected ({logits.shape[0]},) class indices or "
@@ -54,10 +56,21 @@ def top_k_accuracy(logits, labels, k: int = 5) -> jax.Array:
 
 
 def confusion_matrix(logits, labels, num_classes: int | None = None) -> jax.Array:
-    """(C, C) int32 counts: entry [i, j] = examples of true class i predicted as j."""
+    """(C, C) int32 counts: entry [i, j] = examples of true class i predicted as j.
+
+    C is `num_classes`, by default the number of columns of `logits`; a larger C
+    leaves room for classes the logits do not cover (their columns stay 0).
+    """
     logits, labels = jnp.asarray(logits), jnp.asarray(labels)
     _check(logits, labels, "confusion_matrix")
-    num_classes = logits.shape[-1] if num_classes is None else num_classes
+    classes = logits.shape[-1]
+    if num_classes is None:
+        num_classes = classes
+    elif not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < classes:
+        raise ValueError(
+            f"confusion_matrix: num_classes={num_classes!r}: expected an int >= {classes}, "
+            f"the {classes} classes of logits of shape {tuple(logits.shape)} (or None)"
+        )
     flat = class_indices(labels) * num_classes + jnp.argmax(logits, axis=-1)
     counts = jnp.zeros((num_classes * num_classes,), jnp.int32).at[flat].add(1)
     return counts.reshape(num_classes, num_classes)

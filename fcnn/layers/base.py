@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcnn._checks import positive_int
+
 Shape = tuple[int, ...]
 Params = Any
 State = Any
@@ -166,8 +168,7 @@ def parallel(*layers: Layer) -> Layer:
 
 def fan_out(num: int) -> Layer:
     """Copies the input into a tuple of `num` identical inputs."""
-    if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-        raise ValueError(f"num={num!r}: expected a positive int")
+    num = positive_int(num, "num")
 
     def init(rng, input_shape):
         del rng
@@ -202,13 +203,32 @@ def fan_in_sum() -> Layer:
 
 
 def fan_in_concat(axis: int = -1) -> Layer:
-    """Concatenates a tuple of inputs along `axis` (default: channels)."""
+    """Concatenates a tuple of inputs along `axis` (default: channels).
+
+    The inputs must have one rank and agree on every other axis.
+    """
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"fan_in_concat: axis={axis!r}: expected an int")
+    name = f"fan_in_concat(axis={axis})"
 
     def init(rng, input_shape):
         del rng
-        shapes = [list(s) for s in input_shape]
+        shapes = [tuple(s) for s in input_shape]
         rank = len(shapes[0])
+        if not -rank <= axis < rank:
+            raise ValueError(
+                f"{name}: axis={axis} is out of range for inputs of rank {rank} "
+                f"(input 0 has shape {shapes[0]})"
+            )
         ax = axis % rank
+        for i, shape in enumerate(shapes):
+            if len(shape) != rank or any(
+                a != b for d, (a, b) in enumerate(zip(shape, shapes[0])) if d != ax
+            ):
+                raise ValueError(
+                    f"{name}: input {i} has shape {shape}, but input 0 has shape "
+                    f"{shapes[0]}; inputs must agree on every axis but {ax}"
+                )
         out = list(shapes[0])
         out[ax] = sum(s[ax] for s in shapes)
         return tuple(out), {}, {}
@@ -217,7 +237,7 @@ def fan_in_concat(axis: int = -1) -> Layer:
         del params, train, rng
         return jnp.concatenate(xs, axis=axis), state
 
-    return make_layer(f"fan_in_concat(axis={axis})", init, apply)
+    return make_layer(name, init, apply)
 
 
 def identity() -> Layer:

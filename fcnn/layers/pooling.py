@@ -27,21 +27,22 @@ def _fixed_ndim(window_shape, strides, padding):
     found = []
     for arg, value in (("window_shape", window_shape), ("strides", strides)):
         if isinstance(value, Sequence) and not isinstance(value, str):
-            found.append((len(value), arg))
+            found.append((len(value), arg, value))
     if isinstance(padding, tuple):
-        found.append((len(padding), "padding"))
-    for n, arg in found:
+        found.append((len(padding), "padding", padding))
+    for n, arg, value in found:
         if n != found[0][0]:
+            first = found[0]
             raise ValueError(
-                f"{arg} has {n} entries but {found[0][1]} has {found[0][0]}: give one "
-                "entry per spatial dimension in each"
+                f"{arg}={value!r} has {n} entries but {first[1]}={first[2]!r} has "
+                f"{first[0]}: give one entry per spatial dimension in each"
             )
         if n not in (1, 2, 3):
             raise ValueError(
-                f"{arg}: expected an int or a tuple of 1, 2 or 3 entries (one per spatial "
-                f"dimension), got {n}"
+                f"{arg}={value!r}: expected an int or a tuple of 1, 2 or 3 entries (one per "
+                f"spatial dimension), got {n}"
             )
-    return found[0] if found else (None, None)
+    return found[0][:2] if found else (None, None)
 
 
 def _pool_layer(kind: str, name: str, window_shape, strides, padding,
@@ -53,8 +54,7 @@ def _pool_layer(kind: str, name: str, window_shape, strides, padding,
     if window_shape is None:
         raise TypeError("window_shape=None: expected an int or a tuple of ints")
     strides = _checks.spatial_tuple_or_none(strides, ndim, "strides")
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad={count_include_pad!r}: expected True or False")
+    count_include_pad = _checks.check_bool(count_include_pad, "count_include_pad")
     backward = _checks.check_backward(backward)
     args = f"{window_shape!r}" if strides is None else f"{window_shape!r}, strides={strides!r}"
     name = f"{name}({args}, padding={padding!r})"
