@@ -10,9 +10,12 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 from jax import lax
 
 BACKWARDS = ("custom", "autodiff")
+
+EXPECTED_BOOL = "{name}={value!r}: expected True or False"
 
 PADDING_HELP = (
     'expected "SAME", "VALID", a non-negative int, or one (low, high) pair of '
@@ -36,6 +39,13 @@ def positive_int(value, name: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive int")
     return int(value)
+
+
+def check_bool(value, name: str) -> bool:
+    """Returns `value` as a bool after checking it is one (a Python or NumPy bool)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(EXPECTED_BOOL.format(name=name, value=value))
+    return bool(value)
 
 
 def spatial_tuple(value, ndim: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fcnn._checks import positive_int
+
 Initializer = Callable[..., jax.Array]
 
 
@@ -170,13 +172,7 @@ def sparse(num_connections: int = 15, std: float = 1.0) -> Initializer:
     All other incoming weights are zero (Martens, 2010). For a conv kernel the inputs
     of a unit are its prod(window) * in incoming weights.
     """
-    if (
-        not isinstance(num_connections, numbers.Integral)
-        or isinstance(num_connections, (bool, np.bool_))
-        or num_connections < 1
-    ):
-        raise ValueError(f"num_connections={num_connections!r}: expected a positive int")
-    num_connections = int(num_connections)
+    num_connections = positive_int(num_connections, "num_connections")
     std = _nonnegative(std, "std")
 
     def init(rng, shape, dtype=jnp.float32):

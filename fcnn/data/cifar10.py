@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from fcnn.data.errors import DataFormatError, missing_files_error
+from fcnn.data.errors import DataFormatError, check_kind, missing_files_error
 
 HEIGHT = WIDTH = 32
 CHANNELS = 3
@@ -44,11 +44,7 @@ PYTHON_VERSION_REFUSED = (
 
 
 def _files_for(kind: str) -> tuple[str, ...]:
-    if kind == "train":
-        return TRAIN_FILES
-    if kind == "test":
-        return TEST_FILES
-    raise ValueError(f"kind={kind!r}: expected 'train' or 'test'")
+    return TRAIN_FILES if check_kind(kind) == "train" else TEST_FILES
 
 
 def _is_python_version(folder: str) -> bool:

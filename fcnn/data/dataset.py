@@ -9,7 +9,7 @@ import numpy as np
 
 from fcnn.data import cifar10, digits, idx
 from fcnn.data.errors import DATA_DIR_HELP
-from fcnn.data.normalize import NORMALIZATIONS, Normalization, fit_normalization
+from fcnn.data.normalize import Normalization, check_normalization, fit_normalization
 from fcnn.data.split import Split, check_seed, resolve_size, split_off
 
 DATA_DIR_ENV = "FCNN_DATA_DIR"
@@ -90,8 +90,7 @@ def load_dataset(
     """
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is unknown: expected one of {DATASETS}")
-    if normalize is not None and normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize={normalize!r}: expected one of {NORMALIZATIONS} or None")
+    normalize = check_normalization(normalize)
     seed = check_seed(seed)
     x, y, xt, yt, class_names = _read_raw(name, data_dir)
     n_validation = resolve_size(validation_size, y.shape[0], "validation_size")

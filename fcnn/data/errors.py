@@ -12,6 +12,16 @@ class DataFormatError(ValueError):
     """
 
 
+KINDS = ("train", "test")
+
+
+def check_kind(kind: str) -> str:
+    """The split a reader is asked for: "train" or "test"."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: expected 'train' or 'test'")
+    return kind
+
+
 DATA_DIR_HELP = (
     "pass the directory with --data-dir DIR (data_dir=... in Python) or set the "
     "FCNN_DATA_DIR environment variable; the 'digits' dataset needs no files"

@@ -16,7 +16,7 @@ import zlib
 
 import numpy as np
 
-from fcnn.data.errors import DataFormatError, missing_files_error
+from fcnn.data.errors import DataFormatError, check_kind, missing_files_error
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -165,8 +165,7 @@ def _find_file(directory: str, stem: str) -> str | None:
 
 def _resolve_directory(directory, subdirs, kind: str, what: str) -> tuple[str, tuple[str, str]]:
     """The folder holding the files: `directory` itself or one of its `subdirs`."""
-    if kind not in MNIST_FILES:
-        raise ValueError(f"kind={kind!r}: expected 'train' or 'test'")
+    check_kind(kind)
     directory = os.fspath(directory)
     stems = MNIST_FILES[kind]
     for folder in (directory, *(os.path.join(directory, s) for s in subdirs)):

@@ -84,14 +84,21 @@ def channel_mean_std(images) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.sqrt(squares / count)
 
 
+def check_normalization(kind) -> str | None:
+    """A normalization name: one of NORMALIZATIONS, or None for raw values."""
+    if kind is not None and kind not in NORMALIZATIONS:
+        raise ValueError(f"normalize={kind!r}: expected one of {NORMALIZATIONS} or None")
+    return kind
+
+
 def fit_normalization(images, kind: str = "standardize") -> Normalization:
     """Fits per-channel statistics on training images (N, H, W, C).
 
     A channel that is constant gets scale 1 (it is only shifted), so nothing divides
     by zero.
     """
-    if kind not in NORMALIZATIONS:
-        raise ValueError(f"normalize={kind!r}: expected one of {NORMALIZATIONS} or None")
+    if check_normalization(kind) is None:
+        raise ValueError(f"normalize=None: nothing to fit; expected one of {NORMALIZATIONS}")
     images = np.asarray(images)
     if images.ndim < 2 or images.shape[0] == 0:
         raise ValueError(

@@ -13,6 +13,7 @@ import numbers
 
 import jax.numpy as jnp
 
+from fcnn import _checks
 from fcnn._checks import check_backward
 from fcnn.layers.base import Layer, check_train_flag, make_layer, require_rng
 from fcnn.ops import activations as act
@@ -132,8 +133,7 @@ def Selu(*, backward: str = "custom") -> Layer:
 
 def Gelu(approximate: bool = False, *, backward: str = "custom") -> Layer:
     """f(x) = x Phi(x) (exact), or its tanh approximation if `approximate`."""
-    if not isinstance(approximate, bool):
-        raise TypeError(f"approximate={approximate!r}: expected True or False")
+    approximate = _checks.check_bool(approximate, "approximate")
     fn = functools.partial(act.gelu, approximate=approximate, backward=check_backward(backward))
     return _elementwise("Gelu(tanh)" if approximate else "Gelu", fn)
 

@@ -63,8 +63,7 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         raise ValueError(
             CHANNELS_NOT_DIVISIBLE.format(groups=groups, what="features", count=features)
         )
-    if not isinstance(use_bias, (bool, np.bool_)):
-        raise TypeError(f"use_bias={use_bias!r}: expected True or False")
+    use_bias = _checks.check_bool(use_bias, "use_bias")
     backward = _checks.check_backward(backward)
     kernel_init = initializers.get(kernel_init)
     bias_init = initializers.get(bias_init)

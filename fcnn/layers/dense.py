@@ -30,8 +30,7 @@ def Dense(  # noqa: N802 (layers are named like classes, as in stax)
     Example: `Dense(10)` on (N, 128) has 128 * 10 + 10 = 1290 parameters.
     """
     features = _checks.positive_int(features, "features")
-    if not isinstance(use_bias, (bool, np.bool_)):
-        raise TypeError(f"use_bias={use_bias!r}: expected True or False")
+    use_bias = _checks.check_bool(use_bias, "use_bias")
     backward = _checks.check_backward(backward)
     kernel_init = initializers.get(kernel_init)
     bias_init = initializers.get(bias_init)

@@ -57,12 +57,6 @@ def _check_momentum(momentum) -> float:
     return float(momentum)
 
 
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r}: expected True or False")
-    return value
-
-
 def _check_axis(axis, ndim: int, layer: str, shape) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(
@@ -165,8 +159,8 @@ def _common(epsilon, use_scale, use_bias, scale_init, bias_init, backward, param
         raise TypeError(f"param_dtype={param_dtype!r}: expected a floating-point dtype")
     return (
         check_epsilon(epsilon),
-        _check_bool(use_scale, "use_scale"),
-        _check_bool(use_bias, "use_bias"),
+        _checks.check_bool(use_scale, "use_scale"),
+        _checks.check_bool(use_bias, "use_bias"),
         initializers.get(scale_init),
         initializers.get(bias_init),
         _checks.check_backward(backward),
