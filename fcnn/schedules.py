@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fcnn._checks import check_bool
+
 Schedule = Callable[[jax.typing.ArrayLike], jax.Array]
 
 __all__ = [
@@ -147,9 +149,8 @@ def exponential_decay(
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
     decay_rate = _positive(decay_rate, "decay_rate")
-    return optax.exponential_decay(
-        learning_rate, decay_steps, decay_rate, staircase=bool(staircase)
-    )
+    staircase = check_bool(staircase, "staircase")
+    return optax.exponential_decay(learning_rate, decay_steps, decay_rate, staircase=staircase)
 
 
 def natural_exp_decay(
@@ -166,6 +167,7 @@ def natural_exp_decay(
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
     decay_rate = _nonnegative(decay_rate, "decay_rate")
+    staircase = check_bool(staircase, "staircase")
 
     def schedule(step):
         p = _float_step(step) / decay_steps
@@ -198,6 +200,7 @@ def polynomial_decay(
     decay_steps = _decay_steps(decay_steps)
     end_learning_rate = _nonnegative(end_learning_rate, "end_learning_rate")
     power = _positive(power, "power")
+    cycle = check_bool(cycle, "cycle")
     if end_learning_rate > learning_rate:
         raise ValueError(
             f"end_learning_rate={end_learning_rate!r} > learning_rate={learning_rate!r}: a "

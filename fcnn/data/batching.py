@@ -25,7 +25,7 @@ import numbers
 import jax
 import numpy as np
 
-from fcnn._checks import positive_int
+from fcnn._checks import check_bool, positive_int
 from fcnn.data.split import check_seed
 
 # Batches put on the device ahead of the one being consumed when `prefetch=True`.
@@ -81,8 +81,8 @@ class BatchIterator:
         self.labels = labels
         self.batch_size = positive_int(batch_size, "batch_size")
         self.seed = check_seed(seed)
-        self.drop_last = bool(drop_last)
-        self.balanced = bool(balanced)
+        self.drop_last = check_bool(drop_last, "drop_last")
+        self.balanced = check_bool(balanced, "balanced")
         self.device = device
         if isinstance(prefetch, bool):
             prefetch = DEFAULT_PREFETCH if prefetch else 0

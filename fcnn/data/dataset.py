@@ -44,9 +44,8 @@ def resolve_data_dir(data_dir, name: str) -> str:
         raise FileNotFoundError(f"dataset {name!r} reads files from disk: {DATA_DIR_HELP}")
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
-        raise FileNotFoundError(
-            f"dataset {name!r}: data directory {data_dir!r} does not exist; {DATA_DIR_HELP}"
-        )
+        what = "is a file, not a directory" if os.path.exists(data_dir) else "does not exist"
+        raise FileNotFoundError(f"dataset {name!r}: data directory {data_dir!r} {what}; {DATA_DIR_HELP}")
     return data_dir
 
 

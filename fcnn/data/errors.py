@@ -31,7 +31,9 @@ DATA_DIR_HELP = (
 def missing_files_error(directory, expected, what: str) -> FileNotFoundError:
     """A FileNotFoundError naming the directory and the files that were expected there."""
     directory = os.fspath(directory)
-    if not os.path.isdir(directory):
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        found = "it is a file, not a directory"
+    elif not os.path.isdir(directory):
         found = "the directory does not exist"
     else:
         entries = sorted(os.listdir(directory))

@@ -131,6 +131,11 @@ def read_idx(path, *, expected_magic: int | None = None) -> np.ndarray:
     allocation.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(
+            f"IDX file {path!r} is a directory: expected one file, e.g. "
+            "train-images-idx3-ubyte.gz (read_mnist reads a whole directory)"
+        )
     if not os.path.isfile(path):
         raise FileNotFoundError(f"IDX file {path!r} does not exist")
     with open(path, "rb") as raw:

@@ -13,6 +13,7 @@ thread `state`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable, NamedTuple, Protocol, Sequence
 
 import jax
@@ -103,6 +104,36 @@ def _check_layers(layers, combinator: str) -> tuple[Layer, ...]:
     return tuple(Layer(*layer) for layer in layers)
 
 
+def _check_children(tree, keys, combinator: str, what: str) -> None:
+    """`params` or `state` of a combinator must hold one entry per child, keyed "0", "1", ..."""
+    if not isinstance(tree, Mapping) or any(k not in tree for k in keys):
+        got = sorted(tree) if isinstance(tree, Mapping) else type(tree).__name__
+        raise ValueError(
+            f"{combinator} of {len(keys)} layers: {what} has keys {got}, expected {keys}; "
+            f"pass the {what} returned by this model's init"
+        )
+
+
+def _tuple_of_shapes(input_shape, name: str) -> list[tuple]:
+    """The shapes of a merging layer's inputs: a non-empty tuple of shapes."""
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
+        isinstance(s, (list, tuple)) for s in input_shape
+    ):
+        raise ValueError(
+            f"{name}: input_shape={input_shape!r}: expected a tuple of input shapes, one per "
+            "branch (put fan_out(n) and parallel(...) before it)"
+        )
+    return [tuple(s) for s in input_shape]
+
+
+def _tuple_of_inputs(xs, name: str) -> list[tuple]:
+    if not isinstance(xs, (list, tuple)) or not xs:
+        raise ValueError(
+            f"{name}: got a {type(xs).__name__}: expected a tuple of inputs, one per branch"
+        )
+    return [tuple(np.shape(x)) for x in xs]
+
+
 def serial(*layers: Layer) -> Layer:
     """Applies `layers` one after another; params and state are keyed "0", "1", ..."""
     layers = _check_layers(layers, "serial")
@@ -116,6 +147,8 @@ def serial(*layers: Layer) -> Layer:
         return shape, params, state
 
     def apply(params, state, x, *, train, rng=None):
+        _check_children(params, keys, "serial", "params")
+        _check_children(state, keys, "serial", "state")
         new_state = {}
         for key, layer, layer_rng in zip(keys, layers, _split(rng, len(layers))):
             x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=layer_rng)
@@ -157,6 +190,8 @@ def parallel(*layers: Layer) -> Layer:
                 f"parallel of {len(layers)} layers: expected a tuple of {len(layers)} inputs, "
                 f"got {type(xs).__name__}"
             )
+        _check_children(params, keys, "parallel", "params")
+        _check_children(state, keys, "parallel", "state")
         outs, new_state = [], {}
         for key, layer, x, layer_rng in zip(keys, layers, xs, _split(rng, len(layers))):
             y, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=layer_rng)
@@ -184,19 +219,22 @@ def fan_out(num: int) -> Layer:
 def fan_in_sum() -> Layer:
     """Sums a tuple of inputs of one shape."""
 
-    def init(rng, input_shape):
-        del rng
-        first = tuple(input_shape[0])
-        for i, shape in enumerate(input_shape):
-            if tuple(shape) != first:
+    def same_shapes(shapes):
+        for i, shape in enumerate(shapes):
+            if shape != shapes[0]:
                 raise ValueError(
-                    f"fan_in_sum: input {i} has shape {tuple(shape)}, expected {first} "
+                    f"fan_in_sum: input {i} has shape {shape}, expected {shapes[0]} "
                     "like input 0"
                 )
-        return first, {}, {}
+        return shapes[0]
+
+    def init(rng, input_shape):
+        del rng
+        return same_shapes(_tuple_of_shapes(input_shape, "fan_in_sum")), {}, {}
 
     def apply(params, state, xs, *, train, rng=None):
         del params, train, rng
+        same_shapes(_tuple_of_inputs(xs, "fan_in_sum"))  # no silent broadcasting
         return sum(xs[1:], xs[0]), state
 
     return make_layer("fan_in_sum", init, apply)
@@ -211,9 +249,7 @@ def fan_in_concat(axis: int = -1) -> Layer:
         raise TypeError(f"fan_in_concat: axis={axis!r}: expected an int")
     name = f"fan_in_concat(axis={axis})"
 
-    def init(rng, input_shape):
-        del rng
-        shapes = [tuple(s) for s in input_shape]
+    def check(shapes):
         rank = len(shapes[0])
         if not -rank <= axis < rank:
             raise ValueError(
@@ -229,12 +265,19 @@ def fan_in_concat(axis: int = -1) -> Layer:
                     f"{name}: input {i} has shape {shape}, but input 0 has shape "
                     f"{shapes[0]}; inputs must agree on every axis but {ax}"
                 )
+        return ax
+
+    def init(rng, input_shape):
+        del rng
+        shapes = _tuple_of_shapes(input_shape, name)
+        ax = check(shapes)
         out = list(shapes[0])
         out[ax] = sum(s[ax] for s in shapes)
         return tuple(out), {}, {}
 
     def apply(params, state, xs, *, train, rng=None):
         del params, train, rng
+        check(_tuple_of_inputs(xs, name))
         return jnp.concatenate(xs, axis=axis), state
 
     return make_layer(name, init, apply)
