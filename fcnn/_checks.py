@@ -7,6 +7,7 @@ before any array work is done.
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -39,6 +40,22 @@ def positive_int(value, name: str) -> int:
     if not _is_int(value) or value < 1:
         raise ValueError(f"{name}={value!r}: expected a positive int")
     return int(value)
+
+
+def finite_number(value, name: str, *, minimum: float | None = None) -> float:
+    """Returns `value` as a float after checking it is a finite real number (>= minimum).
+
+    Python and NumPy numbers are accepted; bools are not.
+    """
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, (bool, np.bool_))
+        or not math.isfinite(value)
+        or (minimum is not None and value < minimum)
+    ):
+        bound = "" if minimum is None else f" >= {minimum:g}"
+        raise ValueError(f"{name}={value!r}: expected a finite number{bound}")
+    return float(value)
 
 
 def check_bool(value, name: str) -> bool:

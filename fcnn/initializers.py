@@ -16,14 +16,13 @@ Variance-scaling initializers draw with variance `scale / fan`:
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn._checks import positive_int
+from fcnn._checks import finite_number, positive_int
 
 Initializer = Callable[..., jax.Array]
 
@@ -41,15 +40,7 @@ def compute_fans(shape) -> tuple[int, int]:
 
 def _real(value, name, *, minimum=None):
     # numbers.Real also admits NumPy scalars such as np.float32(0.01)
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, (bool, np.bool_))
-        or not math.isfinite(value)
-        or (minimum is not None and value < minimum)
-    ):
-        bound = "" if minimum is None else f" >= {minimum:g}"
-        raise ValueError(f"{name}={value!r}: expected a finite number{bound}")
-    return float(value)
+    return finite_number(value, name, minimum=minimum)
 
 
 def _nonnegative(value, name):

@@ -20,7 +20,6 @@ Bad arguments (learning rate <= 0, decay_steps <= 0, end_lr > lr, ...) raise a
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Sequence
 
@@ -28,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fcnn._checks import check_bool
+from fcnn._checks import check_bool, finite_number
 
 Schedule = Callable[[jax.typing.ArrayLike], jax.Array]
 
@@ -47,9 +46,7 @@ __all__ = [
 
 
 def _number(value, name: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r}: expected a finite number")
-    return float(value)
+    return finite_number(value, name)
 
 
 def check_learning_rate(value, name: str = "learning_rate") -> float:
