@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import functools
 import gzip
-import json
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -40,7 +40,6 @@ from fcnn.data import (
     split_off,
     train_validation_test_split,
 )
-from fcnn.layers import base
 from fcnn.ops import activations as act
 from fcnn.ops import conv as conv_ops
 from fcnn.ops import dense as dense_ops
@@ -86,7 +85,7 @@ SCRATCH: Path | None = None
 @pytest.fixture(autouse=True)
 def _scratch(tmp_path, monkeypatch):
     """Files of the data and checkpoint cases are written under this test's tmp_path."""
-    monkeypatch.setattr(__import__(__name__, fromlist=["_"]), "SCRATCH", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "SCRATCH", tmp_path)
 
 
 def _path(*parts) -> Path:
@@ -145,6 +144,13 @@ def _cifar_dir(name: str, *, first_batch: bytes | None = None, label: int = 0,
     if meta is not None:
         (folder / "batches.meta.txt").write_text(meta)
     return str(folder)
+
+
+def _cifar_python_dir() -> str:
+    """A folder holding only the pickled (Python) version's file names."""
+    folder = _dir("cifar-py")
+    Path(folder, "data_batch_1").write_bytes(b"not read")
+    return folder
 
 
 @functools.lru_cache(maxsize=None)
@@ -479,7 +485,7 @@ LAYERS = [
     Case("InstanceNorm-rank", lambda: _init(fcnn.InstanceNorm(), (2, 3)),
          ValueError, ("input_shape=(2, 3)", "rank 2")),
     Case("LRN-size-2", lambda: fcnn.LRN(size=2), ValueError, ("size=2",)),
-    Case("LRN-use-scale-type", lambda: fcnn.LayerNorm(use_scale=1),
+    Case("LayerNorm-use-scale-type", lambda: fcnn.LayerNorm(use_scale=1),
          TypeError, ("use_scale=1",)),
     Case("Dropout-rate-1", lambda: fcnn.Dropout(1.0), ValueError, ("rate=1.0",)),
     Case("Dropout-rate-string", lambda: fcnn.Dropout("0.5"), TypeError, ("rate='0.5'",)),
@@ -733,8 +739,7 @@ def _write_idx_cases():
              DataFormatError, ("data_batch_1.bin", "size 100 bytes", "3073")),
         Case("cifar-label-range", lambda: read_cifar10(_cifar_dir("cifar-label", label=10)),
              DataFormatError, ("data_batch_1.bin", "label 10", "CIFAR-100")),
-        Case("cifar-python-version", lambda: read_cifar10(_write("cifar-py/data_batch_1", b"x")
-                                                          .rsplit(os.sep, 1)[0]),
+        Case("cifar-python-version", lambda: read_cifar10(_cifar_python_dir()),
              ValueError, ("cifar-py", "pickled")),
         Case("cifar-missing", lambda: read_cifar10(_dir("cifar-none")),
              FileNotFoundError, ("cifar-none", "data_batch_1.bin")),
