@@ -6,18 +6,22 @@ A checkpoint is two files in one directory:
                          (e.g. "params['3']['kernel']", "opt_state[0].mu['3']['kernel']"),
                          plus "rng" and copies of the step and data position
     ckpt_00001200.json   the metadata: step, data position (epoch, step), every
-                         array's shape and dtype, the SHA-256 of the .npz, and any
-                         extra fields (seed, batch size, ...)
+                         array's shape and dtype, the size and SHA-256 of the .npz,
+                         and any extra fields (seed, batch size, ...)
 
 Both are written to a temporary file in the same directory, flushed to disk and
 renamed (`os.replace`, atomic on POSIX), the arrays first and the metadata last:
 a checkpoint exists once its .json does, so a crash at any point leaves the
 previous checkpoint as the latest valid one. Only the newest `keep` are kept.
+What a crash can leave behind (a temporary file, arrays without metadata) is never
+listed as a checkpoint; `remove_partial` deletes it.
 
 Loading never unpickles (`np.load(..., allow_pickle=False)`) and checks, each with
-an error naming the file: that the .npz is intact (hash), that the metadata agrees
-with the arrays, and that the arrays fit the model they are loaded into (naming the
-first parameter path whose shape differs).
+an error naming the file: that every metadata field has its type, that the metadata
+belongs to its file name (step) and names its own .npz, that the .npz is intact
+(size, then hash), that the metadata agrees with the arrays (names, shapes, dtypes,
+step and position), and that the arrays fit the model they are loaded into (naming
+the first parameter path whose shape differs).
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ FORMAT = "fcnn-checkpoint"
 VERSION = 1
 GROUPS = ("params", "state", "opt_state")
 _NAME = re.compile(r"^ckpt_(\d{8,})\.json$")
+# the arrays every checkpoint holds besides the trees, and their shapes
+# (None: any shape, e.g. the key data of any PRNG implementation)
+_REQUIRED = {"rng": None, "meta/step": (), "meta/position": (2,)}
+_ARRAYS_NAME = re.compile(r"^ckpt_(\d{8,})\.npz$")
+# what `_atomic_write` names its temporary files while writing a checkpoint
+_TEMP_NAME = re.compile(r"^\.ckpt_\d{8,}\.(npz|json)\..*\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -132,6 +142,7 @@ def save_checkpoint(
         "position": list(position),
         "rng_typed": typed_key,
         "npz": stem + ".npz",
+        "size": os.path.getsize(npz_path),
         "sha256": _sha256(npz_path),
         "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
         "extra": extra or {},
@@ -152,6 +163,31 @@ def _remove(json_path: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
+
+
+def remove_partial(directory) -> list[str]:
+    """Deletes what an interrupted write left in `directory`; returns the paths deleted.
+
+    That is temporary files (`.ckpt_*.tmp`) and arrays (`ckpt_*.npz`) without their
+    metadata: a process killed between the two renames of `save_checkpoint`, or
+    between the two deletions of a rotation. Neither is ever listed as a checkpoint.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        return []
+    names = set(os.listdir(directory))
+    removed = []
+    for name in sorted(names):
+        match = _ARRAYS_NAME.match(name)
+        orphan = match is not None and name[: -len(".npz")] + ".json" not in names
+        if orphan or _TEMP_NAME.match(name):
+            path = os.path.join(directory, name)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def list_checkpoints(directory) -> list[str]:
@@ -211,15 +247,65 @@ def read_metadata(path) -> dict:
             f"{json_path!r}: checkpoint version {metadata['version']!r} is not supported "
             f"(this fcnn reads version {VERSION})"
         )
+    _check_fields(metadata, json_path)
     metadata["json_path"] = json_path
     metadata["npz_path"] = os.path.join(os.path.dirname(json_path), metadata["npz"])
     return metadata
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_fields(metadata: dict, json_path: str) -> None:
+    """Raises CheckpointError naming the first metadata field of the wrong type or value."""
+
+    def bad(field, expected):
+        raise CheckpointError(
+            f"checkpoint metadata {json_path!r}: field {field!r} is "
+            f"{metadata.get(field)!r}, expected {expected}"
+        )
+
+    if not _is_int(metadata["step"]) or metadata["step"] < 0:
+        bad("step", "an int >= 0")
+    position = metadata["position"]
+    if not (isinstance(position, list) and len(position) == 2 and all(
+            _is_int(p) and p >= 0 for p in position)):
+        bad("position", "[epoch, step], two ints >= 0")
+    if not isinstance(metadata.get("rng_typed", False), bool):
+        bad("rng_typed", "true or false")
+    if not isinstance(metadata.get("extra", {}), dict):
+        bad("extra", "a JSON object")
+    if "size" in metadata and (not _is_int(metadata["size"]) or metadata["size"] < 0):
+        bad("size", "the .npz size in bytes, an int >= 0")
+    sha = metadata["sha256"]
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        bad("sha256", "64 lowercase hexadecimal digits")
+    arrays = metadata["arrays"]
+    if not isinstance(arrays, dict) or any(
+        not isinstance(spec, dict)
+        or not isinstance(spec.get("shape"), list)
+        or not all(_is_int(d) and d >= 0 for d in spec["shape"])
+        or not isinstance(spec.get("dtype"), str)
+        for spec in arrays.values()
+    ):
+        bad("arrays", 'a JSON object {name: {"shape": [ints], "dtype": str}}')
+    # the arrays must be this checkpoint's own, in the same directory
+    stem = os.path.basename(json_path)[: -len(".json")] if json_path.endswith(".json") else None
+    if stem is not None and metadata["npz"] != stem + ".npz":
+        bad("npz", f"{stem + '.npz'!r}, the arrays file beside it")
 
 
 def _read_arrays(metadata) -> dict[str, np.ndarray]:
     npz_path = metadata["npz_path"]
     if not os.path.exists(npz_path):
         raise CheckpointError(f"checkpoint arrays {npz_path!r} do not exist")
+    if "size" in metadata and os.path.getsize(npz_path) != metadata["size"]:
+        raise CheckpointError(
+            f"checkpoint file {npz_path!r} is corrupted or truncated: it holds "
+            f"{os.path.getsize(npz_path)} bytes but {metadata['json_path']!r} records "
+            f"{metadata['size']}; an older checkpoint in the same directory may still be usable"
+        )
     if _sha256(npz_path) != metadata["sha256"]:
         raise CheckpointError(
             f"checkpoint file {npz_path!r} is corrupted or truncated: its SHA-256 does not "
@@ -239,6 +325,20 @@ def _read_arrays(metadata) -> dict[str, np.ndarray]:
             f"checkpoint {metadata['json_path']!r}: the metadata disagrees with its arrays "
             f"(listed but absent: {missing[:3]}, present but unlisted: {unlisted[:3]})"
         )
+    for required, shape in _REQUIRED.items():
+        array = arrays.get(required)
+        if array is None or (shape is not None and array.shape != shape) or not np.issubdtype(
+                array.dtype, np.integer):
+            raise CheckpointError(
+                f"checkpoint {metadata['json_path']!r} has no integer array {required!r}"
+                + ("" if shape is None else f" of shape {shape}") + ", which every checkpoint holds"
+            )
+    strays = sorted(k for k in arrays if k not in _REQUIRED and not k.startswith(GROUPS))
+    if strays:
+        raise CheckpointError(
+            f"checkpoint {metadata['json_path']!r} holds an array {strays[0]!r} that belongs "
+            f"to none of {GROUPS} and is not one of {tuple(_REQUIRED)}"
+        )
     for key, spec in listed.items():
         array = arrays[key]
         if list(array.shape) != list(spec.get("shape", [])) or str(array.dtype) != spec.get("dtype"):
@@ -255,6 +355,12 @@ def _read_arrays(metadata) -> dict[str, np.ndarray]:
             f"step {metadata['step']} / position {metadata['position']} in the metadata, "
             f"step {int(arrays['meta/step'])} / position {arrays['meta/position'].tolist()} "
             "in the .npz"
+        )
+    match = _NAME.match(os.path.basename(metadata["json_path"]))
+    if match and int(match.group(1)) != metadata["step"]:
+        raise CheckpointError(
+            f"checkpoint {metadata['json_path']!r} holds step {metadata['step']} (metadata "
+            f"and arrays agree), but its file name is that of step {int(match.group(1))}"
         )
     return arrays
 
