@@ -7,16 +7,21 @@
 Each epoch runs the train step over a `fcnn.data.BatchIterator` (fixed batch shape,
 so the step compiles once), shows a tqdm bar with the running loss and accuracy,
 evaluates on `eval_data`, appends one JSON line to `out_dir/metrics.jsonl` and writes
-a checkpoint to `out_dir/checkpoints/`. Step metrics stay on the device and are
-pulled to the host every `log_every` steps, which is also when they are checked:
-if the loss, a gradient or a parameter becomes NaN or infinite, training stops with
-a message naming the step and the first non-finite quantity, and no checkpoint is
+a checkpoint to `out_dir/checkpoints/` (also every `checkpoint_every` steps, if
+given). Step metrics stay on the device and are pulled to the host every `log_every`
+steps and before every checkpoint, which is also when they are checked: if the
+loss, a gradient or a parameter becomes NaN or infinite, training stops with a
+message naming the step and the first non-finite quantity, and no checkpoint is
 written after it, so the last good one is kept.
 
 Resuming (`resume=True`) restores params, state, optimizer state, rng, step and the
-data iterator position from the latest checkpoint: the rest of the run is
-bit-identical to a run that was never stopped, because each step's rng is
-fold_in(rng, step) and the data order of epoch e is a function of (seed, e).
+data iterator position from the latest checkpoint, also one written mid-epoch: the
+rest of the run is bit-identical to a run that was never stopped, because each
+step's rng is fold_in(rng, step), the data order of epoch e is a function of
+(seed, e), and a mid-epoch checkpoint carries the epoch's running metric sums.
+A process killed at any moment (even while writing a checkpoint) leaves the
+previous checkpoint as the latest valid one; leftovers of the interrupted write are
+removed when the next run starts.
 """
 
 from __future__ import annotations
@@ -155,6 +160,16 @@ def _append(path: str, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
+def _remove_partial_log(out_dir: str) -> None:
+    """Deletes temporary files of a metrics.jsonl rewrite cut by a crash."""
+    for name in os.listdir(out_dir):
+        if name.startswith(".metrics.jsonl.") and name.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(out_dir, name))
+            except FileNotFoundError:
+                pass
+
+
 def fit(
     model,
     loss_fn,
@@ -173,6 +188,7 @@ def fit(
     penalty=None,
     out_dir=None,
     keep: int = 3,
+    checkpoint_every: int | None = None,
     resume=False,
     overwrite: bool = False,
     progress: bool = True,
@@ -194,6 +210,8 @@ def fit(
       opt_state: default `init_opt_state(optimizer, params, trainable)`.
       out_dir: where `metrics.jsonl` and `checkpoints/` go (None: nothing written).
       keep: checkpoints kept (the newest).
+      checkpoint_every: also write a checkpoint every this many steps (counted over
+        the whole run), not only at the end of each epoch; needs `out_dir`.
       resume: True to continue from the latest checkpoint in `out_dir` if there is
         one, or the path of a checkpoint to continue from.
       overwrite: for a fresh run into an `out_dir` holding an earlier run's
@@ -211,6 +229,12 @@ def fit(
         raise ValueError(f"on_nonfinite={on_nonfinite!r}: expected one of {ON_NONFINITE}")
     if resume and out_dir is None and not isinstance(resume, (str, os.PathLike)):
         raise ValueError("resume=True needs out_dir= (where the checkpoints are)")
+    if checkpoint_every is not None:
+        checkpoint_every = positive_int(checkpoint_every, "checkpoint_every")
+        if out_dir is None:
+            raise ValueError(
+                f"checkpoint_every={checkpoint_every} needs out_dir= (where the checkpoints go)"
+            )
     images, labels = _split_arrays(train_data, "train_data")
     eval_arrays = _split_arrays(eval_data, "eval_data")
     iterator_args = dict(seed=seed, drop_last=True, balanced=balanced, device=data_device)
@@ -242,8 +266,12 @@ def fit(
         os.makedirs(out_dir, exist_ok=True)
         metrics_path = os.path.join(out_dir, "metrics.jsonl")
         ckpt_dir = os.path.join(out_dir, "checkpoints")
+        ckpt.remove_partial(ckpt_dir)
+        _remove_partial_log(out_dir)
     last_checkpoint = None
     history: list[dict] = []
+    partial = None  # the resumed epoch's running sums, when resuming mid-epoch
+    found = None
     if resume:
         source = ckpt_dir if resume is True else resume
         found = ckpt.latest_checkpoint(source) if resume is True else source
@@ -262,7 +290,9 @@ def fit(
                 history = _read_history(metrics_path, position[0])
                 _write_history(metrics_path, history)
             iterator.seek(position)
-    elif out_dir is not None:
+            if position[1]:
+                partial = restored["extra"].get("partial_epoch")
+    if found is None and out_dir is not None:
         earlier = ckpt.list_checkpoints(ckpt_dir)
         if earlier and not overwrite:
             raise ValueError(
@@ -283,17 +313,24 @@ def fit(
         started = time.perf_counter()
         sums = {"loss": 0.0, "accuracy": 0.0}
         seen = 0
+        last_lr = None
+        if partial is not None:
+            sums = {"loss": float(partial["loss"]), "accuracy": float(partial["accuracy"])}
+            seen, last_lr, partial = int(partial["seen"]), partial["learning_rate"], None
         pending: list = []
         bar = tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch + 1}/{epochs}",
                    disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
         stopped = None
-        last_lr = None
         for i in range(steps_per_epoch - first):
             batch = next(iterator)
             params, state, opt_state, m = train_step(params, state, opt_state, batch, keys[i])
             pending.append(m)
             global_step += 1
-            if len(pending) < log_every and i < steps_per_epoch - first - 1:
+            last_of_epoch = i == steps_per_epoch - first - 1
+            # the end of the epoch writes its own checkpoint, after the epoch's record
+            save_now = (checkpoint_every is not None and not last_of_epoch
+                        and global_step % checkpoint_every == 0)
+            if len(pending) < log_every and not last_of_epoch and not save_now:
                 continue
             host = jax.device_get(pending)
             for j, hm in enumerate(host):
@@ -322,6 +359,14 @@ def fit(
             pending = []
             if stopped:
                 break
+            if save_now:  # every step so far was checked just above
+                last_checkpoint = ckpt.save_checkpoint(
+                    ckpt_dir, global_step, params=params, state=state, opt_state=opt_state,
+                    rng=rng, position=iterator.position, keep=keep,
+                    extra=dict(run_info, epoch=epoch, partial_epoch=dict(
+                        loss=sums["loss"], accuracy=sums["accuracy"], seen=seen,
+                        learning_rate=last_lr)),
+                )
         bar.close()
         if stopped:
             if metrics_path is not None:
