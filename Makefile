@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(PY)
 install: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(PY) -m fcnn.main
+	$(PY) -m experiments.compare_activations
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS)

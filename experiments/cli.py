@@ -8,6 +8,10 @@
 Bad arguments end the program with exit code 2 and one line on stderr (no
 traceback); `--help` describes every option. Defaults that depend on the dataset
 (epochs, batch size, learning rate) are filled in after parsing, from the study.
+
+Run from the command line on Linux, a study restarts itself once with tcmalloc
+preloaded when it is installed (`fcnn.allocator`: XLA's training steps are 1.5-1.9x
+faster with it); `FCNN_ALLOCATOR=system` keeps the system allocator.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from fcnn import allocator
 from fcnn.cli import (  # noqa: F401  (re-exported for the studies)
     Parser,
     UsageError,
@@ -158,6 +163,8 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     prog = parser.prog
     args = parser.parse_args(argv)
     try:
+        if argv is None:  # a real command line: restart once with tcmalloc if installed
+            allocator.use_tcmalloc()
         settings = settings_from_args(study, args)
         run = Run(settings, study.description)
         run.load()
