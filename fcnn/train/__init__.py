@@ -7,6 +7,7 @@ from fcnn.train.checkpoint import (  # noqa: F401
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    remove_partial,
     save_checkpoint,
 )
 from fcnn.train.finetune import (  # noqa: F401
