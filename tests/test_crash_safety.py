@@ -230,7 +230,8 @@ def _kill_and_resume(tmp_path, plan):
         _check_directory(ckpt_dir, reference_ckpt, templates)
         listed = {os.path.basename(p) for p in list_checkpoints(ckpt_dir)}
         names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
-        left = sorted(n for n in names if n[:-4] + ".json" not in listed and not n.endswith(".json"))
+        left = sorted(n for n in names
+                      if n[:-4] + ".json" not in listed and not n.endswith(".json"))
         survived.append((moment, before, after, left))
 
     code, lines, _ = _run(run, env)
@@ -248,7 +249,8 @@ def _kill_and_resume(tmp_path, plan):
         assert len(a) == len(b) and all(
             x.dtype == y.dtype and np.array_equal(x, y) for x, y in zip(a, b)), group
     # the logs agree too: per-epoch means are carried across mid-epoch kills exactly
-    assert _log(os.path.join(run, "metrics.jsonl")) == _log(os.path.join(reference, "metrics.jsonl"))
+    assert _log(os.path.join(run, "metrics.jsonl")) == _log(
+        os.path.join(reference, "metrics.jsonl"))
     return survived
 
 
