@@ -286,9 +286,11 @@ def weight_layers(params) -> dict[str, str]:
 
 def units_probe(model: Layer, loss_fn: Callable) -> Callable:
     """The standard probe: per layer, the fractions of dead, active and (sigmoid/tanh)
-    saturated units after each activation, and each weight layer's gradient norm.
+    saturated units after each activation, each weight layer's gradient norm, and the
+    norm of its bias gradient (the back-propagated error, summed over the batch).
 
-    Keys: "dead/<layer>", "active/<layer>", "saturated/<layer>", "grad/<layer>", where
+    Keys: "dead/<layer>", "active/<layer>", "saturated/<layer>", "grad/<layer>",
+    "delta/<layer>", where
     <layer> is the weight layer feeding the activation ("conv1", "dense1", ...). The
     model runs in evaluation mode (train=False) on the held-out batch.
     """
@@ -313,10 +315,12 @@ def units_probe(model: Layer, loss_fn: Callable) -> Callable:
             logits, _ = model.apply(p, state, images, train=False)
             return loss_fn(logits, labels)
 
-        norms = diagnostics.layer_gradient_norms(jax.grad(objective)(params))
-        for path, label in labels_by_path.items():
-            if path in norms:
-                out[f"grad/{label}"] = norms[path]
+        grads = jax.grad(objective)(params)
+        for key, norms in (("grad", diagnostics.layer_gradient_norms(grads)),
+                           ("delta", diagnostics.bias_gradient_norms(grads))):
+            for path, label in labels_by_path.items():
+                if path in norms:
+                    out[f"{key}/{label}"] = norms[path]
         return out
 
     return probe

@@ -316,12 +316,14 @@ def _ratio(slow, fast):
 
 
 def vanishing_claims(table: Table, layers_output_to_input: Sequence[str]) -> list[Verdict]:
-    """vanishing_gradients: with sigmoid the gradient norm shrinks layer by layer towards
-    the input, at initialisation; tanh/relu shrink less (ratio first/last layer)."""
-    seq = [mean(get(table, "sigmoid", f"grad_init/{layer}")) for layer in layers_output_to_input]
+    """vanishing_gradients: with sigmoid the back-propagated error (metric "delta_init",
+    the bias gradient) shrinks layer by layer towards the input, at initialisation;
+    tanh/relu shrink the weight gradient less (ratio first/last layer, "grad_init")."""
+    seq = [mean(get(table, "sigmoid", f"delta_init/{layer}")) for layer in layers_output_to_input]
     verdicts = [decreasing(
-        "with sigmoid the gradient norm shrinks layer by layer towards the input (at initialisation)",
-        "sigmoid gradient norm, output -> input", seq)]
+        "with sigmoid the back-propagated error shrinks layer by layer towards the input "
+        "(at initialisation)",
+        "sigmoid bias-gradient norm, output -> input", seq)]
     first, last = layers_output_to_input[-1], layers_output_to_input[0]
 
     def attenuation(name):

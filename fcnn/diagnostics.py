@@ -90,6 +90,21 @@ def unit_statistics(
     return stats
 
 
+def bias_gradient_norms(grads) -> dict[str, jax.Array]:
+    """L2 norm of each layer's bias gradient, keyed like `layer_gradient_norms`.
+
+    The bias gradient is the back-propagated error delta = dL/dz at the layer's
+    pre-activations, summed over the batch (and positions). Its norm follows the error
+    signal from layer to layer, free of the fan-in that scales a weight gradient.
+    """
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+        if keys and keys[-1] == "bias":
+            out["/".join(keys[:-1])] = jnp.sqrt(jnp.sum(jnp.square(leaf)))
+    return out
+
+
 def layer_gradient_norms(grads) -> dict[str, jax.Array]:
     """L2 norm of each layer's gradient, keyed by the layer's path ("0", "4/1", ...).
 

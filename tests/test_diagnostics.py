@@ -54,3 +54,12 @@ def test_layer_gradient_norms_group_by_layer():
     assert sorted(norms) == ["0", "3/0"]
     np.testing.assert_allclose(norms["0"], np.sqrt(4 * 1.0 + 4.0))
     np.testing.assert_allclose(norms["3/0"], 5.0)
+
+
+def test_bias_gradient_norms_take_only_the_bias_of_each_layer():
+    grads = {"0": {"kernel": jnp.ones((2, 3)), "bias": jnp.array([3.0, 4.0])},
+             "1": {"scale": jnp.ones(3)},
+             "2": {"0": {"kernel": jnp.ones(1), "bias": jnp.array([-12.0, 0.0, 5.0])}}}
+    norms = diagnostics.bias_gradient_norms(grads)
+    assert set(norms) == {"0", "2/0"}
+    np.testing.assert_allclose([norms["0"], norms["2/0"]], [5.0, 13.0])

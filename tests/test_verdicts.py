@@ -105,11 +105,15 @@ def test_activation_claims_contradicted():
 def test_vanishing_claims():
     layers = ["dense3", "dense2", "dense1"]  # output -> input
     table = {
-        "sigmoid": {f"grad_init/{layer}": [g] for layer, g in zip(layers, (1.0, 0.2, 0.04))},
-        "relu": {f"grad_init/{layer}": [g] for layer, g in zip(layers, (1.0, 0.9, 0.8))},
+        "sigmoid": {f"{key}_init/{layer}": [g] for layer, g in zip(layers, (1.0, 0.2, 0.04))
+                    for key in ("grad", "delta")},
+        "relu": {f"{key}_init/{layer}": [g] for layer, g in zip(layers, (1.0, 0.9, 0.8))
+                 for key in ("grad", "delta")},
     }
     assert [r.status for r in v.vanishing_claims(table, layers)] == [SUPPORTED, SUPPORTED]
     table["sigmoid"]["grad_init/dense1"] = [3.0]
+    assert [r.status for r in v.vanishing_claims(table, layers)] == [SUPPORTED, CONTRADICTED]
+    table["sigmoid"]["delta_init/dense1"] = [3.0]
     assert [r.status for r in v.vanishing_claims(table, layers)] == [CONTRADICTED, CONTRADICTED]
 
 
