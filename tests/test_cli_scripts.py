@@ -313,3 +313,22 @@ def test_python_m_exit_code_and_message(module, argv, code, expected):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1, proc.stderr
         assert lines[0].startswith(f"python -m {module}: error: ") and expected in lines[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--batch", "0"], "argument --batch: '0': expected an integer >= 1"),
+    (["--steps", "many"], "argument --steps: 'many' is not an integer"),
+    (["--warmup", "-1"], "argument --warmup: '-1': expected an integer >= 0"),
+    (["--threads", "2"], "unrecognized arguments: --threads 2"),
+])
+def test_peer_timing_processes_answer_bad_arguments_in_one_line(argv, expected, capsys):
+    """The per-framework processes that benchmarks.refnet starts (benchmarks/peers)."""
+    from benchmarks.peers import _common
+
+    parser = _common.build_parser()
+    assert all(action.help for action in _option_actions(parser))
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and expected in err

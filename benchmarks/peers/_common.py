@@ -95,14 +95,45 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Train RefNet-MNIST for a few steps and time them.")
-    p.add_argument("--batch", type=int, default=128)
-    p.add_argument("--steps", type=int, default=50, help="timed steps")
-    p.add_argument("--warmup", type=int, default=10, help="untimed steps, the first included")
-    p.add_argument("--seed", type=int, default=0)
+def _count(minimum: int):
+    """An argparse type for an integer >= `minimum` (fcnn.cli is not imported here:
+    it would load JAX into the PyTorch process and distort its memory figure)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {minimum}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """One line on stderr and exit code 2 for a bad argument, like fcnn.cli.Parser."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(description="Train RefNet-MNIST for a few steps and time them "
+                                            "(run by benchmarks.refnet, one process per framework).")
+    p.add_argument("--batch", type=_count(1), default=128, help="images per step (default: 128)")
+    p.add_argument("--steps", type=_count(1), default=50, help="timed steps (default: 50)")
+    p.add_argument("--warmup", type=_count(0), default=10,
+                   help="untimed steps before them, the first (compiling) one included (default: 10)")
+    p.add_argument("--seed", type=_count(0), default=0,
+                   help="seed of the shared batch and initial parameters (default: 0)")
     p.add_argument("--compile", action="store_true", help="torch only: torch.compile the model")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None):
+    return build_parser().parse_args(argv)
 
 
 def time_steps(step, steps: int, warmup: int) -> dict:
