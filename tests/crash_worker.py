@@ -1,6 +1,6 @@
 """A small training run that can kill itself on request, for tests/test_crash_safety.py.
 
-    python tests/crash_worker.py OUT_DIR [--keep K]
+    python tests/crash_worker.py OUT_DIR [--keep K]    (K checkpoints kept, 0: all; default 3)
 
 Trains a tiny network (dense, batch norm, dropout: params, state and rng all matter)
 on fixed random data with `fit(..., checkpoint_every=CHECKPOINT_EVERY, resume=True)`,

@@ -16,6 +16,9 @@ file, rename onto ckpt_N.npz, metadata to a temporary file, rename onto
 ckpt_N.json, then rotation (delete the oldest .json, then its .npz); at the end of
 an epoch the metrics line is appended before the checkpoint; a resumed run first
 rewrites metrics.jsonl atomically.
+
+Every process imports fcnn afresh: editing the library while this test runs makes
+the processes disagree (a mismatch then names the checkpoint and the arrays).
 """
 
 from __future__ import annotations
@@ -123,16 +126,15 @@ def _run(out_dir: str, env: dict, *, keep: int = 3, crash: str = "", delay: floa
     """Runs the worker; with `delay`, SIGKILLs it that many seconds after its first step.
 
     Returns (returncode, stdout lines, seconds from the first step to the end).
-    The worker gets a fresh copy of the compilation cache the reference run filled:
-    JAX writes cache entries in place, so a killed process may leave a cut one.
+    The reference run (keep=0) fills the compilation cache and a copy is kept; every
+    other run starts from that copy, restored at the same path (JAX's cache keys
+    depend on it): JAX writes entries in place, so a killed process may cut one.
     """
     cache = env["JAX_COMPILATION_CACHE_DIR"]
     if keep:
-        scratch = cache + "_copy"
-        shutil.rmtree(scratch, ignore_errors=True)
-        shutil.copytree(cache, scratch)
-        cache = scratch
-    env = dict(env, **{worker.ENV: crash, "JAX_COMPILATION_CACHE_DIR": cache})
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copytree(cache + "_filled", cache)
+    env = dict(env, **{worker.ENV: crash})
     proc = subprocess.Popen([sys.executable, WORKER, out_dir, "--keep", str(keep)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines = []
@@ -163,11 +165,6 @@ def _npz_arrays(json_path: str) -> dict[str, np.ndarray]:
         return {k: data[k] for k in data.files}
 
 
-def _same_arrays(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(
-        a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a)
-
-
 def _templates():
     # the worker runs without float64: build the templates the same way
     with jax.enable_x64(False):
@@ -182,14 +179,19 @@ def _log(path: str) -> list[dict]:
     return records
 
 
-def _check_directory(ckpt_dir: str, reference_dir: str, templates: dict):
+def _check_directory(ckpt_dir: str, reference_dir: str, templates: dict, moment: str):
     """Every checkpoint loads and equals the reference's of the same step, bit for bit."""
     for path in list_checkpoints(ckpt_dir):
         restored = load_checkpoint(path, **templates)
         leaves = jax.tree_util.tree_leaves((restored["params"], restored["opt_state"]))
         assert all(np.all(np.isfinite(np.asarray(x))) for x in leaves)
-        reference = os.path.join(reference_dir, os.path.basename(path))
-        assert _same_arrays(_npz_arrays(path), _npz_arrays(reference)), path
+        ours = _npz_arrays(path)
+        theirs = _npz_arrays(os.path.join(reference_dir, os.path.basename(path)))
+        differ = sorted(k for k in ours.keys() | theirs.keys()
+                        if k not in ours or k not in theirs or ours[k].dtype != theirs[k].dtype
+                        or not np.array_equal(ours[k], theirs[k]))
+        assert not differ, (f"after the kill '{moment}', {os.path.basename(path)} differs "
+                            f"from the uninterrupted run in {differ}; left: {os.listdir(ckpt_dir)}")
 
 
 def _kill_and_resume(tmp_path, plan):
@@ -201,6 +203,7 @@ def _kill_and_resume(tmp_path, plan):
     reference = str(tmp_path / "reference")
     code, lines, elapsed = _run(reference, env, keep=0)
     assert code == 0 and lines[-1] == f"done {TOTAL_STEPS}"
+    shutil.copytree(env["JAX_COMPILATION_CACHE_DIR"], env["JAX_COMPILATION_CACHE_DIR"] + "_filled")
     reference_ckpt = os.path.join(reference, "checkpoints")
     assert [_step_of(p) for p in list_checkpoints(reference_ckpt)] == CHECKPOINT_STEPS
     seconds_per_step = elapsed / (TOTAL_STEPS - 1)
@@ -227,7 +230,7 @@ def _kill_and_resume(tmp_path, plan):
             assert after == expected, (moment, spec, after, expected)
         if moment.startswith("rotation"):  # the rotated-out arrays are left behind ...
             assert os.path.exists(os.path.join(ckpt_dir, spec.split(":")[1][:-5] + ".npz"))
-        _check_directory(ckpt_dir, reference_ckpt, templates)
+        _check_directory(ckpt_dir, reference_ckpt, templates, moment)
         listed = {os.path.basename(p) for p in list_checkpoints(ckpt_dir)}
         names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
         left = sorted(n for n in names
