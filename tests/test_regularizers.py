@@ -147,6 +147,29 @@ def test_bad_arguments(build, match):
         build()
 
 
+@pytest.mark.parametrize("mask, match", [
+    (3, r"^mask=3: expected"),
+    ({"conv": {"kernel": True, "bias": 0}}, r"^mask\['conv'\]\['bias'\]=0: expected"),
+    ([np.zeros(2, np.float32)], r"^mask\[0\]=array"),
+])
+def test_a_mask_that_is_not_bools_is_refused_where_it_is_given(mask, match):
+    with pytest.raises(TypeError, match=match):
+        add_l1(0.1, mask=mask)
+
+
+def test_a_mask_of_bools_selects_the_leaves_it_marks():
+    params, grads = params_tree(), grads_tree()
+    mask = {"conv": {"kernel": np.bool_(False), "bias": True},
+            "dense": {"kernel": jnp.asarray(True), "bias": False}}
+    t = add_l2(0.5, mask=mask)
+    updates, _ = t.update(grads, t.init(params), params)
+    for layer in ("conv", "dense"):
+        for name in ("kernel", "bias"):
+            expected = grads[layer][name] + (0.5 * params[layer][name] if mask[layer][name]
+                                             else 0.0)
+            np.testing.assert_allclose(updates[layer][name], expected, rtol=1e-6)
+
+
 def test_max_norm_needs_params():
     t = max_norm(1.0, mask="all")
     with pytest.raises(ValueError, match="max_norm needs params"):

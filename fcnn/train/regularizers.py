@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 MASK_HELP = 'expected "kernels" (rank >= 2 leaves), "all", a pytree of bools, or a function params -> bools'
@@ -44,16 +46,29 @@ def all_mask(params):
     return jax.tree.map(lambda _: True, params)
 
 
+def _is_bool(leaf) -> bool:
+    return isinstance(leaf, (bool, np.bool_)) or getattr(leaf, "dtype", None) == np.bool_
+
+
 def resolve_mask(mask) -> Any:
-    """"kernels" / "all" / pytree / callable -> what optax.masked accepts."""
-    if mask == "kernels":
-        return kernel_mask
-    if mask == "all":
-        return all_mask
+    """"kernels" / "all" / pytree of bools / callable -> what optax.masked accepts.
+
+    Anything else raises (ValueError for an unknown name or None, TypeError for a
+    leaf that is not a bool) here, not later inside optax's tree mapping.
+    """
     if isinstance(mask, str):
+        if mask == "kernels":
+            return kernel_mask
+        if mask == "all":
+            return all_mask
         raise ValueError(f"mask={mask!r}: {MASK_HELP}")
     if mask is None:
         raise ValueError(f"mask=None: {MASK_HELP}")
+    if callable(mask):
+        return mask
+    for path, leaf in jax.tree_util.tree_flatten_with_path(mask)[0]:
+        if not _is_bool(leaf):
+            raise TypeError(f"mask{jax.tree_util.keystr(path)}={reprlib.repr(leaf)}: {MASK_HELP}")
     return mask
 
 
