@@ -139,6 +139,28 @@ def test_metadata_that_disagrees_with_the_arrays_is_rejected(tmp_path):
             load_checkpoint(path, **template)
 
 
+@pytest.mark.parametrize("change, error, match", [
+    (dict(rng=None), TypeError, r"rng=None"),
+    (dict(rng=np.zeros(2, np.float32)), TypeError, r"rng of dtype float32 and shape \(2,\)"),
+    (dict(position=(1,)), ValueError, r"position=\(1,\).*\(epoch, step\)"),
+    (dict(position=(0, -1)), ValueError, r"position=\(0, -1\)"),
+    (dict(position=(True, 0)), ValueError, r"position=\(True, 0\)"),
+    (dict(keep=0), ValueError, r"keep=0"),
+    (dict(extra={"when": object}), TypeError, r"extra=.*JSON"),
+    (dict(params={"name": "conv", "w": np.zeros(2)}), TypeError, r"params\['name'\]='conv'"),
+    (dict(state={"obj": np.array([None])}), TypeError, r"state\['obj'\].*dtype object"),
+    (dict(opt_state=(jax.random.key(0),)), TypeError, r"opt_state\[0\] is a typed PRNG key"),
+])
+def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, change, error, match):
+    kw = dict(params={"w": np.zeros(2, np.float32)}, state={}, opt_state={},
+              rng=jax.random.PRNGKey(0), position=(0, 0))
+    kw.update(change)
+    directory = tmp_path / "not-yet"
+    with pytest.raises(error, match=match):
+        save_checkpoint(directory, 1, **kw)
+    assert not directory.exists()
+
+
 def test_a_crash_while_writing_leaves_the_previous_checkpoint_as_latest(tmp_path, monkeypatch):
     params, state, opt_state = trees()
     kw = dict(params=params, state=state, opt_state=opt_state, rng=jax.random.PRNGKey(0))

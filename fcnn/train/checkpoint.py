@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import re
+import reprlib
 import tempfile
 import zipfile
 
@@ -47,6 +48,12 @@ _REQUIRED = {"rng": None, "meta/step": (), "meta/position": (2,)}
 _ARRAYS_NAME = re.compile(r"^ckpt_(\d{8,})\.npz$")
 # what `_atomic_write` names its temporary files while writing a checkpoint
 _TEMP_NAME = re.compile(r"^\.ckpt_\d{8,}\.(npz|json)\..*\.tmp$")
+
+
+NUMERIC_LEAVES = (
+    "a checkpoint stores numeric arrays only (bool, int, float or complex leaves); keep "
+    "names and other objects out of params, state and opt_state, or in extra="
+)
 
 
 class CheckpointError(ValueError):
@@ -94,10 +101,59 @@ def _is_key(x) -> bool:
 
 
 def _flatten(group: str, tree) -> dict[str, np.ndarray]:
+    """One numeric array per leaf, named by its key path; refuses any other leaf."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        out[group + jax.tree_util.keystr(path)] = np.asarray(leaf)
+        name = group + jax.tree_util.keystr(path)
+        if _is_key(leaf):
+            raise TypeError(
+                f"{name} is a typed PRNG key ({leaf.dtype}): store jax.random.key_data of "
+                "it (raw uint32), or pass the run's key as rng="
+            )
+        try:
+            array = np.asarray(leaf)
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                f"{name} of type {type(leaf).__name__} cannot be stored: {NUMERIC_LEAVES} ({err})"
+            ) from None
+        # strings, bytes and objects would need pickle, which load_checkpoint never runs
+        if array.dtype.kind in "OSU":
+            raise TypeError(f"{name}={reprlib.repr(leaf)} (dtype {array.dtype}): {NUMERIC_LEAVES}")
+        out[name] = array
     return out
+
+
+def check_keep(keep):
+    """`keep` as save_checkpoint takes it: a positive int, or None to keep every checkpoint."""
+    if keep is not None and (not isinstance(keep, (int, np.integer)) or isinstance(keep, bool)
+                             or keep < 1):
+        raise ValueError(f"keep={keep!r}: expected a positive int or None (keep all)")
+    return None if keep is None else int(keep)
+
+
+def _check_position(position) -> tuple[int, int]:
+    ok = (isinstance(position, (tuple, list)) and len(position) == 2 and all(
+        isinstance(p, (int, np.integer)) and not isinstance(p, bool) and p >= 0 for p in position))
+    if not ok:
+        raise ValueError(
+            f"position={position!r}: expected (epoch, step), two ints >= 0: the data "
+            "iterator's position of the next batch (BatchIterator.position)"
+        )
+    return int(position[0]), int(position[1])
+
+
+def _rng_data(rng) -> tuple[np.ndarray, bool]:
+    """(key data as an integer array, whether `rng` was a typed key)."""
+    if _is_key(rng):
+        return np.asarray(jax.random.key_data(rng)), True
+    if isinstance(rng, (jax.Array, np.ndarray)) and jnp.issubdtype(rng.dtype, jnp.unsignedinteger):
+        return np.asarray(rng), False
+    got = (f"rng={reprlib.repr(rng)}" if not isinstance(rng, (jax.Array, np.ndarray))
+           else f"rng of dtype {rng.dtype} and shape {tuple(rng.shape)}")
+    raise TypeError(
+        f"{got}: expected a PRNG key, typed (jax.random.key) or raw uint32 key data "
+        "(jax.random.PRNGKey)"
+    )
 
 
 def save_checkpoint(
@@ -116,19 +172,28 @@ def save_checkpoint(
 
     `rng` is a PRNG key (raw uint32 or typed); `position` is the data iterator's
     (epoch, step) of the next batch; `extra` is any JSON-serialisable dict.
+    Every leaf of params, state and opt_state must be numeric (bool, int, float or
+    complex). A bad argument or leaf raises ValueError / TypeError naming it before
+    anything is written.
     """
     if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
         raise ValueError(f"step={step!r}: expected an int >= 0")
-    if keep is not None and (not isinstance(keep, int) or keep < 1):
-        raise ValueError(f"keep={keep!r}: expected a positive int or None (keep all)")
-    position = tuple(int(p) for p in position)
-    directory = os.fspath(directory)
-    os.makedirs(directory, exist_ok=True)
+    keep = check_keep(keep)
+    position = _check_position(position)
+    if extra is not None and not isinstance(extra, dict):
+        raise TypeError(f"extra={reprlib.repr(extra)}: expected a dict of JSON values, or None")
+    try:
+        json.dumps(extra or {})
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"extra={reprlib.repr(extra)}: expected a dict of JSON values ({err})"
+        ) from None
     arrays = {}
     for group, tree in zip(GROUPS, (params, state, opt_state)):
         arrays.update(_flatten(group, tree))
-    typed_key = _is_key(rng)
-    arrays["rng"] = np.asarray(jax.random.key_data(rng) if typed_key else rng)
+    arrays["rng"], typed_key = _rng_data(rng)
+    directory = os.fspath(directory)
+    os.makedirs(directory, exist_ok=True)
     arrays["meta/step"] = np.asarray(int(step), np.int64)
     arrays["meta/position"] = np.asarray(position, np.int64)
     stem = _stem(step)
