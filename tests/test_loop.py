@@ -142,6 +142,8 @@ def test_evaluate_pads_the_last_batch_and_matches_a_direct_computation():
     (dict(epochs=1, batch_size=0), ValueError, r"batch_size=0"),
     (dict(epochs=1, on_nonfinite="ignore"), ValueError, r"on_nonfinite='ignore'"),
     (dict(epochs=1, resume=True), ValueError, r"resume=True needs out_dir"),
+    (dict(epochs=1, keep=True), ValueError, r"keep=True"),
+    (dict(epochs=1, eval_data=blobs(), eval_batch_size=-2), ValueError, r"eval_batch_size=-2"),
 ])
 def test_bad_arguments(kwargs, error, match):
     model, params, state = mlp()

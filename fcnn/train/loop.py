@@ -99,9 +99,12 @@ def evaluate(eval_step, params, state, images, labels, batch_size: int = 256, de
     """
     batch_size = positive_int(batch_size, "batch_size")
     images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim == 0 or images.shape[0] == 0:
+        raise ValueError(
+            f"evaluate: images has shape {images.shape}: expected (N, ...) with at least "
+            "one example"
+        )
     n = images.shape[0]
-    if n == 0:
-        raise ValueError("evaluate: got no examples")
     batch_size = min(batch_size, n)
     outs = []
     for begin in range(0, n, batch_size):
@@ -225,6 +228,9 @@ def fit(
     """
     epochs = positive_int(epochs, "epochs")
     log_every = positive_int(log_every, "log_every")
+    # checked here, not where they are first used (after an epoch of training)
+    eval_batch_size = positive_int(eval_batch_size, "eval_batch_size")
+    keep = ckpt.check_keep(keep)
     if on_nonfinite not in ON_NONFINITE:
         raise ValueError(f"on_nonfinite={on_nonfinite!r}: expected one of {ON_NONFINITE}")
     if resume and out_dir is None and not isinstance(resume, (str, os.PathLike)):
