@@ -28,6 +28,7 @@ from fcnn.data import (
     train_validation_test_split,
 )
 from fcnn.data import download
+from fcnn.data import idx as idx_module
 from fcnn.data.normalize import channel_mean_std
 from fcnn.data.split import split_indices
 
@@ -222,6 +223,68 @@ def test_lying_header_rejected_before_large_allocation(tmp_path, suffix):
     finally:
         tracemalloc.stop()
     assert peak < 32 * 2**20, f"peak allocation {peak} bytes"
+
+
+def _peak_and_message(fn):
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError) as raised:
+            fn()
+        return tracemalloc.get_traced_memory()[1], str(raised.value)
+    finally:
+        tracemalloc.stop()
+
+
+def test_gzip_bomb_is_refused_from_its_trailer_without_inflating(tmp_path, monkeypatch):
+    # 32 MiB of zeros behind a header claiming 10^9 images: the gzip trailer's ISIZE
+    # (16 + 32 MiB) contradicts the claim, and the file has a single member
+    header = struct.pack(">IIII", 2051, 10**9, 28, 28)
+    path = write(tmp_path / "bomb.idx.gz", header + bytes(32 << 20))
+    monkeypatch.setattr(idx_module, "_inflated_size", None)  # must not be needed
+    peak, message = _peak_and_message(lambda: read_idx(path))
+    assert peak < 4 << 20, f"peak allocation {peak} bytes"
+    assert "bomb.idx.gz: truncated IDX file" in message and "ISIZE" in message
+    assert f"only {32 << 20} bytes follow the 16-byte header" in message
+
+
+def test_gzip_bomb_with_a_second_member_is_counted_in_constant_memory(tmp_path):
+    # a trailer that covers only a tiny last member: the stream is counted, not kept
+    header = struct.pack(">IIII", 2051, 10**9, 28, 28)
+    path = write(tmp_path / "two.idx.gz",
+                 gzip.compress(header + bytes(32 << 20)) + gzip.compress(b"\x00"), compress=False)
+    peak, message = _peak_and_message(lambda: read_idx(path))
+    assert peak < 8 << 20, f"peak allocation {peak} bytes"
+    assert "two.idx.gz: truncated IDX file" in message
+    assert f"only {(32 << 20) + 1} bytes follow" in message and "once inflated" in message
+
+
+def test_claim_of_4_gib_that_the_trailer_cannot_confirm_is_counted(tmp_path):
+    # 256^4 = 2^32 data bytes claimed: ISIZE (20, the bare header) equals the claim
+    # mod 2^32, so only counting shows the data are missing
+    path = write(tmp_path / "wrap.idx.gz", struct.pack(">IIIII", 0x0804, 256, 256, 256, 256))
+    with pytest.raises(DataFormatError, match=r"wrap\.idx\.gz: truncated IDX file.*only 0 bytes"):
+        read_idx(path)
+
+
+def test_gzip_of_several_members_or_zero_padded_still_loads(tmp_path):
+    images = RNG.integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    data = idx_bytes(images, 2051)
+    members = write(tmp_path / "members.idx.gz",
+                    gzip.compress(data[:1000]) + gzip.compress(data[1000:]), compress=False)
+    padded = write(tmp_path / "padded.idx.gz", gzip.compress(data) + bytes(8), compress=False)
+    np.testing.assert_array_equal(read_idx(members), images)
+    np.testing.assert_array_equal(read_idx(padded), images)
+
+
+def test_truncated_gzip_whose_last_bytes_read_as_a_small_trailer(tmp_path, monkeypatch):
+    # the cut leaves 4 bytes that read as ISIZE = 1, fewer than the header claims: refused
+    # from the trailer, and the message says the gzip file may be the truncated one
+    monkeypatch.setattr(idx_module, "_inflated_size", None)
+    images = (np.arange(20 * 28 * 28) * 7919 % 251).astype(np.uint8).reshape(20, 28, 28)
+    data = gzip.compress(idx_bytes(images, 2051), mtime=0)
+    path = write(tmp_path / "cut.idx.gz", data[:200] + b"\x01\x00\x00\x00", compress=False)
+    with pytest.raises(DataFormatError, match=r"cut\.idx\.gz: truncated.*truncated gzip file"):
+        read_idx(path)
 
 
 def test_trailing_data_rejected(tmp_path):

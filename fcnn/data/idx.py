@@ -45,7 +45,11 @@ MNIST_SUBDIRS = ("mnist", "MNIST")
 FASHION_MNIST_SUBDIRS = ("fashion-mnist", "fashion_mnist", "FashionMNIST", "fashion")
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_MEMBER = _GZIP_MAGIC + b"\x08"  # how every gzip member begins (deflate method)
+_GZIP_MIN_SIZE = 18  # a 10-byte member header and the 8-byte trailer
+_MOD32 = 1 << 32
 _CHUNK = 1 << 22
+_SCAN_CHUNK = 1 << 20
 
 
 def _read_bounded(stream, size: int) -> bytearray:
@@ -59,11 +63,77 @@ def _read_bounded(stream, size: int) -> bytearray:
     return buffer
 
 
+def _gzip_trailer_size(raw) -> int | None:
+    """ISIZE of a gzip file: the last member's uncompressed size mod 2^32 (RFC 1952).
+
+    Read from the last 4 bytes; None when they may not be a trailer: a file too short
+    to hold one, or four zero bytes (gzip readers accept zero padding after the end).
+    """
+    size = os.fstat(raw.fileno()).st_size
+    if size < _GZIP_MIN_SIZE:
+        return None
+    raw.seek(size - 4)
+    isize = int.from_bytes(raw.read(4), "little")
+    raw.seek(0)
+    return isize or None
+
+
+def _may_hold_several_members(path: str) -> bool:
+    """False when the bytes that begin a gzip member occur nowhere after the first one.
+
+    True may be a false alarm (the three bytes inside compressed data); it only means
+    the trailer cannot be trusted to cover the whole file.
+    """
+    with open(path, "rb") as raw:
+        raw.seek(1)
+        tail = b""
+        while chunk := raw.read(_SCAN_CHUNK):
+            if _GZIP_MEMBER in chunk or _GZIP_MEMBER in tail + chunk[:2]:
+                return True
+            tail = chunk[-2:]
+    return False
+
+
+def _inflated_size(path: str, limit: int) -> int:
+    """Bytes a gzip file inflates to, counted up to limit + 1 in one reused buffer."""
+    buffer = memoryview(bytearray(_SCAN_CHUNK))
+    total = 0
+    with gzip.open(path, "rb") as stream:
+        while total <= limit:
+            read = stream.readinto(buffer[: min(_SCAN_CHUNK, limit + 1 - total)])
+            if not read:
+                break
+            total += read
+    return total
+
+
+def _gzip_shortfall(path: str, isize: int | None, claimed: int) -> tuple[int, str] | None:
+    """What a gzip IDX file inflates to when that is known to be fewer than the
+    `claimed` bytes (header + data), with where the number comes from; else None.
+
+    Decided without inflating when the trailer settles it: a single member whose
+    ISIZE differs from the claim (mod 2^32) does not hold it. Otherwise (several
+    members, zero padding, or a claim of 4 GiB or more, which ISIZE cannot confirm)
+    the stream is inflated and counted in constant memory before any data are kept.
+    """
+    if isize is not None and claimed < _MOD32 and isize >= claimed:
+        return None  # the claim is there (anything beyond it is reported by the read)
+    if isize is not None and isize != claimed % _MOD32 and not _may_hold_several_members(path):
+        return isize, (
+            "according to the ISIZE field of its gzip trailer (the uncompressed size mod "
+            "2^32; a truncated gzip file, whose last 4 bytes are then no trailer, is "
+            "refused here too)"
+        )
+    inflated = _inflated_size(path, claimed)
+    return (inflated, "once inflated") if inflated < claimed else None
+
+
 def _describe_magic(magic: int) -> str:
     return f"{magic} (0x{magic:08x})"
 
 
-def _parse_idx(stream, path: str, file_size: int | None, expected_magic: int | None):
+def _parse_idx(stream, path: str, file_size: int | None, expected_magic: int | None,
+               gzip_shortfall=None):
     header = _read_bounded(stream, 4)
     if len(header) < 4:
         raise DataFormatError(
@@ -103,6 +173,16 @@ def _parse_idx(stream, path: str, file_size: int | None, expected_magic: int | N
             f"{path}: truncated IDX file: {declared}, but only "
             f"{file_size - header_size} bytes follow the header"
         )
+    # For a gzip file, the inflated size, when it is known to fall short, rejects the
+    # header before any data are inflated into memory.
+    shortfall = None if gzip_shortfall is None else gzip_shortfall(header_size + expected)
+    if shortfall is not None:
+        inflated, source = shortfall
+        raise DataFormatError(
+            f"{path}: truncated IDX file: {declared}, but the file holds {inflated} bytes "
+            f"{source}, so only {max(inflated - header_size, 0)} bytes follow the "
+            f"{header_size}-byte header"
+        )
     data = _read_bounded(stream, expected)
     if len(data) < expected:
         raise DataFormatError(
@@ -126,9 +206,11 @@ def read_idx(path, *, expected_magic: int | None = None) -> np.ndarray:
     Returns an array of the shape and element type the header declares (native byte
     order). Raises FileNotFoundError for a missing file and DataFormatError (a
     ValueError) naming the file for a bad magic number, a truncated file, trailing
-    data, or a file that should be gzip and is not. The data are read in bounded
-    chunks, so a header claiming more data than the file holds fails without a large
-    allocation.
+    data, or a file that should be gzip and is not. A header claiming more data than
+    the file holds fails without a large allocation: a plain file is measured first;
+    a gzip file's claim is compared with the uncompressed size its trailer records
+    (counted in constant memory when the trailer cannot settle it); the data are then
+    read in bounded chunks.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
@@ -147,10 +229,12 @@ def read_idx(path, *, expected_magic: int | None = None) -> np.ndarray:
                     f"gzip starts with {_GZIP_MAGIC.hex()}); if it is an uncompressed IDX "
                     "file, remove the .gz suffix from its name"
                 )
+            isize = _gzip_trailer_size(raw)
             raw.seek(0)
             try:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-                    return _parse_idx(stream, path, None, expected_magic)
+                    return _parse_idx(stream, path, None, expected_magic,
+                                      lambda claimed: _gzip_shortfall(path, isize, claimed))
             except EOFError as error:
                 raise DataFormatError(
                     f"{path}: truncated gzip file: the compressed stream ends early ({error})"
