@@ -690,9 +690,7 @@ OPTIMIZERS = [
     Case("optimizer-mask-name", lambda: make_optimizer("sgd", 0.1, l2=1e-4, mask="biases"),
          ValueError, ("mask='biases'", '"kernels"')),
     Case("optimizer-mask-number", lambda: make_optimizer("sgd", 0.1, l2=1e-4, mask=3),
-         TypeError, ("mask=3",),
-         xfail="fcnn.train.regularizers.resolve_mask passes mask=3 through; optax fails "
-               "later, at init, inside its tree mapping"),
+         TypeError, ("mask=3",)),
     Case("regularizer-l1-negative", lambda: regularizers.add_l1(-0.5),
          ValueError, ("l1=-0.5",)),
     Case("trainable-mask-mode", lambda: trainable_mask({"w": zeros(2)}, "frozen"),
@@ -820,13 +818,9 @@ TRAINING = [
     Case("fit-seed", lambda: _fit(seed=-1), ValueError, ("seed=-1",)),
     Case("fit-resume-missing", lambda: _fit(resume=str(_path("gone", "ckpt_00000003.json"))),
          CheckpointError, ("ckpt_00000003.json", "does not exist")),
-    Case("fit-keep-0", lambda: _fit_checked_first(keep=0), ValueError, ("keep=0",),
-         xfail="fcnn.train.loop.fit passes keep to save_checkpoint, which refuses keep=0 only "
-               "after the first epoch has trained"),
+    Case("fit-keep-0", lambda: _fit_checked_first(keep=0), ValueError, ("keep=0",)),
     Case("fit-eval-batch-size-0", lambda: _fit_checked_first(
-        eval_data=_tiny()[3], eval_batch_size=0), ValueError, ("eval_batch_size=0",),
-         xfail="fcnn.train.loop.fit checks eval_batch_size only in evaluate, after the first "
-               "epoch has trained, and the message says batch_size"),
+        eval_data=_tiny()[3], eval_batch_size=0), ValueError, ("eval_batch_size=0",)),
     Case("train-step-model", lambda: make_train_step(3, losses.softmax_cross_entropy,
                                                      make_optimizer("sgd", 0.1)),
          TypeError, ("model=3", "Layer(init, apply)")),
@@ -853,9 +847,7 @@ TRAINING = [
     Case("evaluate-batch-size", lambda: evaluate(None, {}, {}, zeros(4, 3), np.zeros(4), 0),
          ValueError, ("batch_size=0",)),
     Case("evaluate-no-examples", lambda: evaluate(None, {}, {}, zeros(0, 3), np.zeros(0)),
-         ValueError, ("evaluate", "images", "(0, 3)"),
-         xfail="fcnn.train.loop.evaluate says 'got no examples' without naming images "
-               "or the shape received"),
+         ValueError, ("evaluate", "images", "(0, 3)")),
 ]
 
 CHECKPOINTS = [
@@ -867,19 +859,13 @@ CHECKPOINTS = [
          ValueError, ("keep=0",)),
     Case("checkpoint-rng-none", lambda: save_checkpoint(
         _dir("c3"), 1, params={}, state={}, opt_state={}, rng=None),
-         TypeError, ("rng=None",),
-         xfail="fcnn.train.checkpoint.save_checkpoint stores rng=None as a pickled object "
-               "array, which load_checkpoint then refuses to read"),
+         TypeError, ("rng=None",)),
     Case("checkpoint-string-leaf", lambda: save_checkpoint(
         _dir("c4"), 1, params={"name": "conv"}, state={}, opt_state={}, rng=key()),
-         TypeError, ("params['name']", "'conv'"),
-         xfail="fcnn.train.checkpoint.save_checkpoint pickles a non-numeric leaf into the "
-               ".npz instead of refusing it"),
+         TypeError, ("params['name']", "'conv'")),
     Case("checkpoint-position-length", lambda: save_checkpoint(
         _dir("c5"), 1, params={}, state={}, opt_state={}, rng=key(), position=(1,)),
-         ValueError, ("position=(1,)", "(epoch, step)"),
-         xfail="fcnn.train.checkpoint.save_checkpoint accepts a position of one entry; the "
-               "resumed BatchIterator fails on it later"),
+         ValueError, ("position=(1,)", "(epoch, step)")),
     Case("checkpoint-missing-file", lambda: _load(str(_path("ckpt_00000001.json")), {}),
          CheckpointError, ("ckpt_00000001.json", "does not exist")),
     Case("checkpoint-empty-dir", lambda: _load(_dir("no-ckpt"), {}),
