@@ -375,9 +375,7 @@ OPS = [
          ValueError, ("scale has shape (3,)", "(2, 4)")),
     Case("normalize-axis-name-unbound", lambda: norm_ops.normalize(zeros(4, 3), axes=0,
                                                                    axis_name="devices"),
-         ValueError, ("axis_name='devices'",),
-         xfail="fcnn.ops.normalization.normalize lets lax.pmean raise JAX's NameError "
-               "'unbound axis name' (the BatchNorm layer explains it, the op does not)"),
+         ValueError, ("axis_name='devices'", "is not bound")),
     Case("normalize-with-stats-var-shape", lambda: norm_ops.normalize_with_stats(
         zeros(2, 4), zeros(4), zeros(3)), ValueError, ("var has shape (3,)",)),
     Case("weight-normalize-g-shape", lambda: norm_ops.weight_normalize(zeros(3, 4), zeros(3, 4)),

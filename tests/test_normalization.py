@@ -647,7 +647,7 @@ def test_apply_rejects_bad_train_flag_and_single_value_batches():
     with pytest.raises(ValueError, match=r"gives 1 value per channel"):
         layer.apply(params, state, jnp.ones((1, 3)), train=True)
     layer.apply(params, state, jnp.ones((1, 3)), train=False)  # fine in evaluation
-    with pytest.raises(ValueError, match=r"axis_name='b' is not bound: call apply inside"):
+    with pytest.raises(ValueError, match=r"axis_name='b' is not bound: call it inside"):
         BatchNorm(axis_name="b").apply(params, state, jnp.ones((2, 3)), train=True)
 
 

@@ -30,6 +30,7 @@ from jax import lax
 from fcnn import _checks, initializers
 from fcnn.layers.base import check_train_flag, make_layer
 from fcnn.ops.lrn import lrn, lrn_config
+from fcnn.ops import normalization as norm_ops
 from fcnn.ops.normalization import check_epsilon, normalize, normalize_with_stats
 
 __all__ = ["BatchNorm", "GroupNorm", "InstanceNorm", "LRN", "LayerNorm"]
@@ -268,15 +269,7 @@ def BatchNorm(
 
         axes = tuple(d for d in range(x.ndim) if d != ax)
         m = math.prod(x.shape[d] for d in axes)
-        if axis_name is not None:
-            try:
-                m *= lax.axis_size(axis_name)
-            except NameError:
-                raise ValueError(
-                    f"{name}: axis_name={axis_name!r} is not bound: call apply inside "
-                    f"jax.vmap(..., axis_name={axis_name!r}) (or pmap/shard_map over that "
-                    "axis), or build BatchNorm without axis_name"
-                ) from None
+        m *= norm_ops.axis_name_size(axis_name, name)
         if m < 2:
             raise ValueError(
                 f"{name}: train=True on input shape {x.shape} gives {m} value per channel; "

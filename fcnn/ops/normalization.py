@@ -101,6 +101,24 @@ def _sum_to(g, shape):
     return jnp.sum(g, axis=axes, keepdims=True) if axes else g
 
 
+AXIS_NAME_UNBOUND = (
+    "{who}: axis_name={axis_name!r} is not bound: call it inside "
+    "jax.vmap(..., axis_name={axis_name!r}) (or pmap/shard_map over that axis), or "
+    "leave axis_name None"
+)
+
+
+def axis_name_size(axis_name, who: str) -> int:
+    """The number of devices (or mapped entries) along `axis_name`, 1 for None;
+    a clear ValueError when the name is not bound by an enclosing map."""
+    if axis_name is None:
+        return 1
+    try:
+        return lax.axis_size(axis_name)
+    except NameError:
+        raise ValueError(AXIS_NAME_UNBOUND.format(who=who, axis_name=axis_name)) from None
+
+
 def _mean_over(t, axes, axis_name):
     """Mean over `axes`, and across the devices of `axis_name` when given."""
     t = jnp.mean(t, axis=axes, keepdims=True)
@@ -201,6 +219,7 @@ def normalize(
     """
     _checks.check_backward(backward)
     epsilon = check_epsilon(epsilon)
+    axis_name_size(axis_name, "normalize")
     x = jnp.asarray(x)
     axes = canonical_axes(axes, x.ndim)
     scale = jnp.ones((), jnp.result_type(x)) if scale is None else scale
