@@ -5,9 +5,11 @@ Values and gradients must be finite (`chex.assert_tree_all_finite`) and equal th
 closed-form mathematics, written here from the formulas (limits such as
 sigmoid(-1000) = e^-1000 = 0 in floating point), never taken from the code under
 test. Every op runs with its hand-written rule and with autodiff of the plain
-forward, in float32 and float64. Softmax, log-softmax and the saturating functions
-run jitted and eagerly (chex variants); the rest runs jitted only (run eagerly, every
-primitive compiles on its own, which would make this file several times slower).
+forward; activations, losses, conv, pooling and dense in float32 and float64, the
+normalization layers in float64 (and `normalize` in float32 on equal values far from
+0). Softmax, log-softmax and the saturating functions run jitted and eagerly (chex
+variants); the rest runs jitted only (run eagerly, every primitive compiles on its
+own, which would make this file several times slower).
 
 fcnn has no log-sigmoid op: log sigmoid(x) = -softplus(-x) is checked through
 softplus, and -log sigmoid(z) is the binary cross-entropy of label 1.
