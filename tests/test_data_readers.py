@@ -31,6 +31,7 @@ from fcnn.data import download
 from fcnn.data import idx as idx_module
 from fcnn.data.normalize import channel_mean_std
 from fcnn.data.split import split_indices
+from tests.memory import peak_of_failure
 
 RNG = np.random.default_rng(1234)
 
@@ -225,14 +226,8 @@ def test_lying_header_rejected_before_large_allocation(tmp_path, suffix):
     assert peak < 32 * 2**20, f"peak allocation {peak} bytes"
 
 
-def _peak_and_message(fn):
-    tracemalloc.start()
-    try:
-        with pytest.raises(DataFormatError) as raised:
-            fn()
-        return tracemalloc.get_traced_memory()[1], str(raised.value)
-    finally:
-        tracemalloc.stop()
+def _peak_and_message(fn) -> tuple[int, str]:
+    return peak_of_failure(fn, DataFormatError)
 
 
 def test_gzip_bomb_is_refused_from_its_trailer_without_inflating(tmp_path, monkeypatch):

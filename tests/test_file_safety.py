@@ -22,7 +22,6 @@ import struct
 import subprocess
 import sys
 import textwrap
-import tracemalloc
 
 import jax
 import numpy as np
@@ -33,6 +32,7 @@ from fcnn.data import DataFormatError, read_cifar10, read_idx
 from fcnn.data.cifar10 import RECORD_BYTES
 from fcnn.train import CheckpointError, init_opt_state, load_checkpoint, make_optimizer
 from fcnn.train import save_checkpoint
+from tests.memory import peak_of_failure
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCANNED = ("fcnn", "experiments", "benchmarks")
@@ -222,15 +222,7 @@ SMALL = 8 << 20  # bytes (the gzip reader reads in 4 MiB chunks); every claim is
 
 
 def _peak(fn) -> tuple[int, str]:
-    """(peak traced allocation in bytes, message) of `fn()`, which must raise
-    DataFormatError."""
-    tracemalloc.start()
-    try:
-        with pytest.raises(DataFormatError) as raised:
-            fn()
-        return tracemalloc.get_traced_memory()[1], str(raised.value)
-    finally:
-        tracemalloc.stop()
+    return peak_of_failure(fn, DataFormatError)
 
 
 def _idx_header(type_code: int, dims) -> bytes:
