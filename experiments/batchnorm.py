@@ -54,11 +54,11 @@ def run(run: runner.Run) -> None:
     key = runner.target_key(TARGET)
     budget = max(r.total_steps for r in results.values())
     run.columns = [
-        runner.Column("lr", "lr", ".3g"),
-        runner.Column(key, f"steps to {100 * TARGET:g}%", ".0f"),
+        runner.LEARNING_RATE,
+        runner.steps_to_column(TARGET),
         runner.Column("stable", "stable", ".2f"),
-        runner.Column("final_train_loss", "final train loss", ".3g"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.FINAL_TRAIN_LOSS,
+        runner.TEST_ACCURACY,
     ]
     run.verdicts = verdicts.batchnorm_claims(run.table, by["plain"], by["batchnorm"], target_metric=key,
                                              budget=budget)

@@ -131,7 +131,7 @@ def run(run: runner.Run) -> None:
     run.add_plot(plots.save(fig, run.path("features.png")), "2-D test features by class")
     run.columns = [
         runner.Column("compactness", "intra/inter distance", ".3f"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
         runner.Column("final_train_loss", "final softmax loss", ".3g"),
         runner.Column("final_center_loss", "final center loss", ".3g"),
     ]

@@ -107,14 +107,14 @@ def analyze(run: runner.Run, results: dict) -> None:
                 reduce = np.nanmax if kind == "dead" else np.nanmean
                 run.add_metric(name, f"{kind}_{'max' if kind == 'dead' else 'mean'}", reduce(per_seed, axis=0))
     run.columns = [
-        runner.Column("test_accuracy", "test acc", ".4f"),
-        runner.Column("lr", "lr", ".3g"),
-        *[runner.Column(runner.target_key(t), f"steps to {100 * t:g}%", ".0f") for t in TARGETS],
+        runner.TEST_ACCURACY,
+        runner.LEARNING_RATE,
+        *[runner.steps_to_column(t) for t in TARGETS],
         runner.Column("seconds_to_25", "s to 25%", ".2f"),
         runner.Column("ms_per_step", "ms/step", ".2f"),
         runner.Column("grad_init/conv1", "grad conv1 (init)", ".2e"),
         runner.Column("grad_mean/conv1", "grad conv1 (mean)", ".2e"),
-        runner.Column("dead_max", "dead (max layer)", ".3f"),
+        runner.DEAD_MAX,
         runner.Column("active_mean", "active", ".3f"),
         runner.Column("saturated_mean", "saturated", ".3f"),
     ]

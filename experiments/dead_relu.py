@@ -64,11 +64,11 @@ def run(run: runner.Run) -> None:
         run.add_metric(name, "active_mean", [None if d else v for d, v in zip(diverged, np.mean(active, axis=0))])
         run.add_metric(name, "lr", [r.lr] * len(r.seeds))
     run.columns = [
-        runner.Column("lr", "lr", ".3g"),
-        runner.Column("dead_max", "dead (max layer)", ".3f"),
+        runner.LEARNING_RATE,
+        runner.DEAD_MAX,
         runner.Column("active_mean", "active", ".3f"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
-        runner.Column("diverged", "diverged", ".2f"),
+        runner.TEST_ACCURACY,
+        runner.DIVERGED,
     ]
     leaky = {a: by_lr for a, by_lr in by_activation.items() if a != "relu"}
     run.verdicts = verdicts.dead_relu_claims(run.table, by_activation.get("relu", {}), leaky)

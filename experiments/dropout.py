@@ -80,7 +80,7 @@ def run(run: runner.Run) -> None:
     results = run.train(variants)
     run.columns = [
         runner.Column("train_accuracy", "train acc", ".4f"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
         runner.Column("gap", "gap (train - test)", ".4f"),
         runner.Column("test_loss", "test loss", ".3f"),
     ]

@@ -66,8 +66,8 @@ def run(run: runner.Run) -> None:
     run.plan(variants)
     run.train(variants)
     run.columns = [
-        runner.Column("test_accuracy", "test acc", ".4f"),
-        runner.Column("final_train_loss", "final train loss", ".3g"),
+        runner.TEST_ACCURACY,
+        runner.FINAL_TRAIN_LOSS,
         runner.Column("time_per_epoch", "s/epoch", ".2f"),
     ]
     run.verdicts = verdicts.group_norm_claims(run.table, sizes)

@@ -137,7 +137,7 @@ def run(run: runner.Run) -> None:
         runner.Column("unit_spread", "unit spread (after training)", ".3g"),
         runner.Column("gain_max_log", "max |log gain| (init)", ".3g"),
         *[runner.Column(f"gain/{layer}", f"gain {layer}", ".3g") for layer in layers],
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
     ]
     random = [n for n in names if n not in EQUAL]
     run.verdicts = verdicts.initialization_claims(run.table, [n for n in EQUAL if n in names], random, "lecun")

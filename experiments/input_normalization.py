@@ -38,10 +38,10 @@ def run(run: runner.Run) -> None:
     results = run.train(variants)
     key = runner.target_key(TARGET)
     run.columns = [
-        runner.Column(key, f"steps to {100 * TARGET:g}%", ".0f"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
-        runner.Column("final_train_loss", "final train loss", ".3g"),
-        runner.Column("diverged", "diverged", ".2f"),
+        runner.steps_to_column(TARGET),
+        runner.TEST_ACCURACY,
+        runner.FINAL_TRAIN_LOSS,
+        runner.DIVERGED,
     ]
     budget = max(r.total_steps for r in results.values())
     run.verdicts = verdicts.input_normalization_claims(run.table, "raw", "standardized", metric=key,

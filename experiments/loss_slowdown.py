@@ -75,7 +75,7 @@ def run(run: runner.Run) -> None:
         runner.Column("final_over_initial_loss", "final / initial loss", ".3g"),
         runner.Column("grad_init_output", "output-layer grad (init)", ".3g"),
         runner.Column("grad_init_hidden", "hidden-layer grad (init)", ".3g"),
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
     ]
     budget = max(r.total_steps for r in results.values())
     run.verdicts = verdicts.loss_slowdown_claims(run.table, "quadratic", "cross_entropy", metric=HALF,

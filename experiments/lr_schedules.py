@@ -67,8 +67,8 @@ def run(run: runner.Run) -> None:
     run.plan(variants)
     results = run.train(variants)
     run.columns = [
-        runner.Column("test_accuracy", "test acc", ".4f"),
-        runner.Column("final_train_loss", "final train loss", ".3g"),
+        runner.TEST_ACCURACY,
+        runner.FINAL_TRAIN_LOSS,
         runner.Column("final_train_error", "final train error", ".3g"),
         runner.Column("test_loss", "test loss", ".3g"),
     ]

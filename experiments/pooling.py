@@ -33,10 +33,10 @@ def run(run: runner.Run) -> None:
     run.plan(variants)
     results = run.train(variants)
     run.columns = [
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
         runner.Column("params", "parameters", ".0f"),
         runner.Column("time_per_epoch", "s/epoch", ".3f"),
-        runner.Column("final_train_loss", "final train loss", ".3g"),
+        runner.FINAL_TRAIN_LOSS,
     ]
     run.verdicts = verdicts.pooling_claims(run.table, "max pool", "avg pool", "stride-2 conv")
     runner.plot_training_error(run, results)

@@ -755,6 +755,19 @@ class Column:
     fmt: str = ".3g"
 
 
+# The columns several studies share.
+TEST_ACCURACY = Column("test_accuracy", "test acc", ".4f")
+FINAL_TRAIN_LOSS = Column("final_train_loss", "final train loss", ".3g")
+LEARNING_RATE = Column("lr", "lr", ".3g")
+DIVERGED = Column("diverged", "diverged", ".2f")
+DEAD_MAX = Column("dead_max", "dead (max layer)", ".3f")
+
+
+def steps_to_column(target: float) -> Column:
+    """The column of the steps to a smoothed training error of `target`."""
+    return Column(target_key(target), f"steps to {100 * target:g}%", ".0f")
+
+
 def _jsonable(obj):
     if isinstance(obj, Mapping):
         return {str(k): _jsonable(v) for k, v in obj.items()}

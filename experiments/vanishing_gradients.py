@@ -65,7 +65,7 @@ def run(run: runner.Run) -> None:
         run.add_metric(name, "input_output_ratio_init", ratio)
     middle = layers[len(layers) // 2]
     run.columns = [
-        runner.Column("test_accuracy", "test acc", ".4f"),
+        runner.TEST_ACCURACY,
         runner.Column(f"delta_init/{layers[0]}", f"error {layers[0]} (init)", ".2e"),
         runner.Column(f"delta_init/{middle}", f"error {middle} (init)", ".2e"),
         runner.Column(f"delta_init/{layers[-1]}", f"error {layers[-1]} (init)", ".2e"),
