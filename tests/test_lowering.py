@@ -128,25 +128,19 @@ class _Checks(chex.TestCase):
             chex.assert_shape(out, y.shape)
             chex.assert_trees_all_close(out, y, **TOL[dtype])
 
-    def _check_input_grad(self, x_shape, k_shape, kw, dtype):
+    def _check_grads(self, x_shape, k_shape, kw, dtype):
+        """col2im input gradient and im2col kernel gradient against XLA's vjp."""
         x, kernel, _, dy, vjp = _arrays(x_shape, k_shape, kw, dtype)
-        expected = vjp(dy)[0]
-        fn = functools.partial(
+        expected_dx, expected_dw = vjp(dy)[:2]
+        input_grad = functools.partial(
             lowering.conv_input_grad_col2im, input_shape=x.shape, **_settings(kw))
-        out = self.variant(fn)(dy, kernel)
-        chex.assert_type(out, dtype)
-        chex.assert_shape(out, x.shape)
-        chex.assert_trees_all_close(out, expected, **TOL[dtype])
-
-    def _check_kernel_grad(self, x_shape, k_shape, kw, dtype):
-        x, kernel, _, dy, vjp = _arrays(x_shape, k_shape, kw, dtype)
-        expected = vjp(dy)[1]
-        fn = functools.partial(
+        kernel_grad = functools.partial(
             lowering.conv_kernel_grad_im2col, kernel_shape=kernel.shape, **_settings(kw))
-        out = self.variant(fn)(x, dy)
-        chex.assert_type(out, dtype)
-        chex.assert_shape(out, kernel.shape)
-        chex.assert_trees_all_close(out, expected, **TOL[dtype])
+        for out, expected in ((self.variant(input_grad)(dy, kernel), expected_dx),
+                              (self.variant(kernel_grad)(x, dy), expected_dw)):
+            chex.assert_type(out, dtype)
+            chex.assert_shape(out, expected.shape)
+            chex.assert_trees_all_close(out, expected, **TOL[dtype])
 
     def _check_oracle(self, x_shape, k_shape, kw):
         rng = np.random.RandomState(1)
@@ -178,8 +172,7 @@ class LoweringTest(_Checks):
     @parameterized.named_parameters(*_cases(CONFIGS))
     def test_equals_xla(self, x_shape, k_shape, kw, dtype):
         self._check_forward(x_shape, k_shape, kw, dtype)
-        self._check_input_grad(x_shape, k_shape, kw, dtype)
-        self._check_kernel_grad(x_shape, k_shape, kw, dtype)
+        self._check_grads(x_shape, k_shape, kw, dtype)
 
     # Unjitted, op by op, on one configuration per feature (compilation dominates).
     @chex.variants(without_jit=True)
@@ -187,8 +180,7 @@ class LoweringTest(_Checks):
         [c for c in CONFIGS if c[0] in UNJITTED])[1::2])
     def test_equals_xla_unjitted(self, x_shape, k_shape, kw, dtype):
         self._check_forward(x_shape, k_shape, kw, dtype)
-        self._check_input_grad(x_shape, k_shape, kw, dtype)
-        self._check_kernel_grad(x_shape, k_shape, kw, dtype)
+        self._check_grads(x_shape, k_shape, kw, dtype)
 
     @chex.variants(with_jit=True)
     @parameterized.named_parameters(*[(name, x, k, kw) for name, x, k, kw in CONFIGS])
@@ -225,8 +217,7 @@ class LoweringRandomSweepTest(_Checks):
         *[c[:4] for c in _cases(_random_configs(40)) if c[4] == jnp.float32])
     def test_random_sweep_equals_xla_in_float32(self, x_shape, k_shape, kw):
         self._check_forward(x_shape, k_shape, kw, jnp.float32)
-        self._check_input_grad(x_shape, k_shape, kw, jnp.float32)
-        self._check_kernel_grad(x_shape, k_shape, kw, jnp.float32)
+        self._check_grads(x_shape, k_shape, kw, jnp.float32)
 
     @chex.variants(with_jit=True)
     @parameterized.named_parameters(*_random_configs(40))

@@ -377,23 +377,17 @@ def LayerNorm(
         if axes is None:
             chosen = tuple(range(1, ndim))
         else:
-            chosen = []
-            for a in axes:
-                if not -ndim <= a < ndim:
-                    raise ValueError(
-                        f"{name}: axes={axes!r}: axis {a} is out of range for input shape "
-                        f"{tuple(shape)} (rank {ndim})"
-                    )
-                chosen.append(a % ndim)
+            try:
+                chosen = norm_ops.canonical_axes(axes, ndim)
+            except ValueError as err:
+                raise ValueError(f"{name} on input shape {tuple(shape)}: {err}") from None
             if 0 in chosen:
                 raise ValueError(
                     f"{name}: axes={axes!r} includes the batch axis 0; layer normalization "
                     "normalizes each example on its own (use BatchNorm for batch statistics)"
                 )
-            if len(set(chosen)) != len(chosen):
-                raise ValueError(f"{name}: axes={axes!r}: repeated axis")
         # In the (N, *spatial, 1, C) view the channel axis moves one to the right.
-        return 1, tuple(a + 1 if a == ndim - 1 else a for a in sorted(chosen))
+        return 1, tuple(a + 1 if a == ndim - 1 else a for a in chosen)
 
     return _per_example_norm(
         name, plan, 2, "(batch, ..., channels)",

@@ -61,21 +61,23 @@ def check_real(value, name: str) -> float:
     return float(value)
 
 
+def _output_rule(f, derivative_from_output):
+    """An element-wise op whose derivative is a function of its output y = f(x):
+    the forward keeps only y, the backward returns g * f'(x) computed from y."""
+
+    def fwd(x):
+        y = f(x)
+        return y, y
+
+    def bwd(y, g):
+        return (g * derivative_from_output(y),)
+
+    return _custom_vjp(f, fwd, bwd)
+
+
 # sigmoid: f = 1 / (1 + e^-x),  f' = f (1 - f): only the output is kept.
-def _sigmoid_plain(x):
-    return lax.logistic(x)
-
-
-def _sigmoid_fwd(x):
-    y = lax.logistic(x)
-    return y, y
-
-
-def _sigmoid_bwd(y, g):
-    return (g * y * (1 - y),)
-
-
-_sigmoid = _custom_vjp(_sigmoid_plain, _sigmoid_fwd, _sigmoid_bwd)
+_sigmoid_plain = lax.logistic
+_sigmoid = _output_rule(_sigmoid_plain, lambda y: y * (1 - y))
 
 
 def sigmoid(x, *, backward: str = "custom") -> jax.Array:
@@ -87,20 +89,8 @@ def sigmoid(x, *, backward: str = "custom") -> jax.Array:
 
 
 # tanh: f' = 1 - f^2 (the notes print -tanh^2, a typo: the derivative at 0 is 1).
-def _tanh_plain(x):
-    return jnp.tanh(x)
-
-
-def _tanh_fwd(x):
-    y = jnp.tanh(x)
-    return y, y
-
-
-def _tanh_bwd(y, g):
-    return (g * (1 - y * y),)
-
-
-_tanh = _custom_vjp(_tanh_plain, _tanh_fwd, _tanh_bwd)
+_tanh_plain = jnp.tanh
+_tanh = _output_rule(_tanh_plain, lambda y: 1 - y * y)
 
 
 def tanh(x, *, backward: str = "custom") -> jax.Array:
