@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import os
 import struct
 import sys
+import zipfile
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -33,9 +35,12 @@ from fcnn.data import (
     DataFormatError,
     fit_normalization,
     load_dataset,
+    load_image_folder,
     read_cifar10,
     read_cifar10_class_names,
+    read_cifar10_images,
     read_idx,
+    read_image_folder,
     read_mnist,
     split_off,
     train_validation_test_split,
@@ -151,6 +156,34 @@ def _cifar_python_dir() -> str:
     folder = _dir("cifar-py")
     Path(folder, "data_batch_1").write_bytes(b"not read")
     return folder
+
+
+def _png(height: int = 2, width: int = 2) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((height, width, 3), np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _images(name: str, files: dict | None = None, *, zipped: bool = False) -> str:
+    """An image folder (or a zip of one): train/ and test/ with classes cat and dog of
+    2 x 2 PNGs, `files` ({relative path: bytes or None to remove}) applied on top."""
+    content = {f"{split}/{c}/0.png": _png() for split in ("train", "test") for c in ("cat", "dog")}
+    for member, data in (files or {}).items():
+        if data is None:
+            content.pop(member)
+        else:
+            content[member] = data
+    if zipped:
+        path = _path(name)
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, data in content.items():
+                archive.writestr(member, data)
+        return str(path)
+    for member, data in content.items():
+        _path(name, *member.split("/")).write_bytes(data)
+    return str(_path(name))
 
 
 @functools.lru_cache(maxsize=None)
@@ -671,7 +704,7 @@ OPTIMIZERS = [
     Case("optimizer-lr-string", lambda: make_optimizer("sgd", "0.1"),
          ValueError, ("learning_rate='0.1'",)),
     Case("optimizer-momentum-1", lambda: make_optimizer("momentum", 0.1, momentum=1.0),
-         ValueError, ("momentum=1.0", "[0.0, 1.0)")),
+         ValueError, ("momentum=1.0", "[0, 1)")),
     Case("optimizer-b2", lambda: make_optimizer("adam", 0.1, b2=1.5), ValueError, ("b2=1.5",)),
     Case("optimizer-eps-negative", lambda: make_optimizer("rmsprop", 0.1, eps=-1e-8),
          ValueError, ("eps=-1e-08",)),
@@ -747,7 +780,49 @@ def _write_idx_cases():
     ]
 
 
-DATA = _write_idx_cases() + [
+def _image_folder_cases():
+    return [
+        Case("image-folder-missing", lambda: read_image_folder(str(_path("no-images"))),
+             FileNotFoundError, ("no-images", "does not exist")),
+        Case("image-folder-no-splits", lambda: read_image_folder(_dir("flat-images")),
+             FileNotFoundError, ("flat-images", "train/ and test/")),
+        Case("image-folder-size", lambda: read_image_folder(_images("i1"), size=(0, 4)),
+             ValueError, ("size=(0, 4)", "(height, width)")),
+        Case("image-folder-channels", lambda: read_image_folder(_images("i2"), channels=2),
+             ValueError, ("channels=2", "3 (RGB) or 1")),
+        Case("image-folder-split", lambda: read_image_folder(_images("i3"), "dev"),
+             ValueError, ("split='dev'",)),
+        Case("image-folder-cache-dir", lambda: read_image_folder(_images("i4"), cache_dir=True),
+             TypeError, ("cache_dir=True",)),
+        Case("image-folder-corrupt", lambda: read_image_folder(
+            _images("i5", {"train/dog/bad.png": b"\x89PNG broken"}), cache_dir=False),
+             DataFormatError, ("bad.png", "not a readable JPEG or PNG")),
+        Case("image-folder-mixed-sizes", lambda: read_image_folder(
+            _images("i6", {"train/dog/0.png": _png(3, 3)}), cache_dir=False),
+             DataFormatError, ("cat/0.png is 2 x 2", "dog/0.png is 3 x 3", "size=(H, W)")),
+        Case("image-folder-missing-class", lambda: read_image_folder(
+            _images("i7", {"test/dog/0.png": None}), cache_dir=False),
+             DataFormatError, ("'dog'", "test split")),
+        Case("image-folder-zip-traversal", lambda: read_image_folder(
+            _images("evil.zip", {"train/cat/../../x.png": _png()}, zipped=True), cache_dir=False),
+             DataFormatError, ("evil.zip", "'..' component")),
+        Case("image-folder-zip-absolute", lambda: read_image_folder(
+            _images("abs.zip", {"/train/cat/x.png": _png()}, zipped=True), cache_dir=False),
+             DataFormatError, ("abs.zip", "/train/cat/x.png", "absolute path")),
+        Case("image-folder-not-zip", lambda: read_image_folder(_write("fake.zip", b"PK?")),
+             DataFormatError, ("fake.zip", "not a readable zip")),
+        Case("image-folder-own-validation", lambda: load_image_folder(
+            _images("i8", {"val/cat/0.png": _png(), "val/dog/0.png": _png()}),
+            validation_size=0.1, cache_dir=False),
+             ValueError, ("validation_size=0.1", "own validation split")),
+        Case("cifar10-images-classes", lambda: read_cifar10_images(_images("i9"), cache_dir=False),
+             DataFormatError, ("i9", "('cat', 'dog')", "CIFAR-10 classes")),
+        Case("dataset-cache-dir", lambda: load_dataset("digits", cache_dir=7),
+             TypeError, ("cache_dir=7",)),
+    ]
+
+
+DATA = _write_idx_cases() + _image_folder_cases() + [
     Case("dataset-unknown", lambda: load_dataset("imagenet"),
          ValueError, ("'imagenet'", "mnist")),
     Case("dataset-missing-dir", lambda: load_dataset("mnist", str(_path("no-such-dir"))),

@@ -1,10 +1,16 @@
-"""CIFAR-10, binary version: fixed-size records converted to NHWC.
+"""CIFAR-10, binary version: fixed-size records converted to NHWC; and where to find
+the image-folder version (JPEGs in a zip or a folder, read by fcnn.data.image_folder).
 
 Each record is 1 label byte followed by 3072 pixel bytes: the 1024 red values, then
 the green, then the blue, each plane 32 x 32 row-major. The training set is
 `data_batch_1.bin` .. `data_batch_5.bin`, the test set `test_batch.bin`, the class
 names one per line in `batches.meta.txt`. Reference: Krizhevsky (2009), "Learning
 Multiple Layers of Features from Tiny Images"; https://www.cs.toronto.edu/~kriz/cifar.html.
+
+The image-folder version is `cifar10-jpeg.zip` (or any zip, or an unpacked folder,
+of the layout `[cifar10/]train/<class>/*.jpg` and `test/<class>/*.jpg`);
+`find_cifar10_images` locates it, and `load_dataset("cifar10")` reads it when the
+binary files are absent.
 
 The Python version of the dataset is a set of pickles; it is refused, because
 unpickling a file can run arbitrary code.
@@ -16,6 +22,7 @@ import os
 
 import numpy as np
 
+from fcnn.data import image_folder
 from fcnn.data.errors import DataFormatError, check_kind, missing_files_error
 
 HEIGHT = WIDTH = 32
@@ -24,6 +31,7 @@ RECORD_BYTES = 1 + HEIGHT * WIDTH * CHANNELS  # 3073
 TRAIN_FILES = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
 TEST_FILES = ("test_batch.bin",)
 META_FILE = "batches.meta.txt"
+CIFAR10_ZIP = "cifar10-jpeg.zip"
 CIFAR10_CLASS_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer",
     "dog", "frog", "horse", "ship", "truck",
@@ -138,3 +146,57 @@ def read_cifar10_class_names(directory) -> tuple[str, ...]:
             f"found {len(names)}"
         )
     return names
+
+
+def _holds_cifar10_images(path: str) -> bool:
+    """True when `path` (a zip or a folder) is an image folder of the CIFAR-10 classes
+    with train and test splits; False for anything else (nothing is decoded)."""
+    try:
+        info = image_folder.inspect_image_folder(path)
+    except (OSError, ValueError):
+        return False
+    return info.class_names == CIFAR10_CLASS_NAMES and {"train", "test"} <= set(info.splits)
+
+
+def find_cifar10_images(directory) -> str | None:
+    """The image-folder version of CIFAR-10 in `directory` or a known sub-folder of it
+    (cifar10/, ...): `cifar10-jpeg.zip`, else any other .zip of that layout, else an
+    unpacked folder of it; None when there is none. Only the named zip is taken on its
+    name alone (it is checked when read); the others are listed first."""
+    directory = os.fspath(directory)
+    for folder in (directory, *(os.path.join(directory, s) for s in CIFAR10_SUBDIRS)):
+        if not os.path.isdir(folder):
+            continue
+        named = os.path.join(folder, CIFAR10_ZIP)
+        if os.path.isfile(named):
+            return named
+        for name in sorted(os.listdir(folder)):
+            candidate = os.path.join(folder, name)
+            if name.lower().endswith(".zip") and os.path.isfile(candidate):
+                if _holds_cifar10_images(candidate):
+                    return candidate
+        if _holds_cifar10_images(folder):
+            return folder
+    return None
+
+
+def read_cifar10_images(path, *, cache_dir=None):
+    """Reads the image-folder version (a zip or folder found by `find_cifar10_images`).
+
+    Returns `(train_images, train_labels, test_images, test_labels)`: images
+    (N, 32, 32, 3) uint8, labels (N,) int32 in the standard order (airplane ..
+    truck, which is also the sorted folder order). The decoded arrays are cached;
+    see fcnn.data.image_folder for `cache_dir`.
+    """
+    arrays, class_names = image_folder.read_splits(path, ("train", "test"), cache_dir=cache_dir)
+    if class_names != CIFAR10_CLASS_NAMES:
+        raise DataFormatError(
+            f"{path}: class folders {class_names}, expected the CIFAR-10 classes "
+            f"{CIFAR10_CLASS_NAMES}")
+    (x, y), (xt, yt) = arrays["train"], arrays["test"]
+    for images in (x, xt):
+        if images.shape[1:] != (HEIGHT, WIDTH, CHANNELS):
+            raise DataFormatError(
+                f"{path}: images of shape {images.shape[1:]}, expected "
+                f"({HEIGHT}, {WIDTH}, {CHANNELS}) for CIFAR-10")
+    return x, y, xt, yt

@@ -1,4 +1,5 @@
-"""The Dataset container and `load_dataset`, the one entry point by name."""
+"""The Dataset container, `load_dataset` (the entry point by name) and
+`load_image_folder` (your own images)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fcnn.data import cifar10, digits, idx
+from fcnn.data import cifar10, digits, idx, image_folder
 from fcnn.data.errors import DATA_DIR_HELP
+from fcnn.data.cache import resolve_cache_dir
 from fcnn.data.normalize import Normalization, check_normalization, fit_normalization
 from fcnn.data.split import Split, check_seed, resolve_size, split_off
 
@@ -49,16 +51,34 @@ def resolve_data_dir(data_dir, name: str) -> str:
     return data_dir
 
 
-def _read_raw(name: str, data_dir):
+def _read_cifar10(directory: str, cache_dir):
+    """The binary version when present, else the image-folder version (zip or folder)."""
+    try:
+        cifar10.resolve_cifar10_directory(directory, "train")
+    except (FileNotFoundError, ValueError) as binary_error:
+        source = cifar10.find_cifar10_images(directory)
+        if source is None:
+            if not isinstance(binary_error, FileNotFoundError):
+                raise  # only the pickled version is there: say so
+            raise FileNotFoundError(
+                f"{binary_error}; nor the image-folder version: {cifar10.CIFAR10_ZIP} (or "
+                "another .zip, or a folder, of train/<class>/*.jpg and test/<class>/*.jpg) "
+                f"in {directory!r} or its cifar10/ sub-folder") from None
+        x, y, xt, yt = cifar10.read_cifar10_images(source, cache_dir=cache_dir)
+        return x, y, xt, yt, cifar10.CIFAR10_CLASS_NAMES
+    x, y = cifar10.read_cifar10(directory, "train")
+    xt, yt = cifar10.read_cifar10(directory, "test")
+    return x, y, xt, yt, cifar10.read_cifar10_class_names(directory)
+
+
+def _read_raw(name: str, data_dir, cache_dir):
     """Returns (train_images, train_labels, test_images, test_labels, class_names)."""
     if name == "digits":
         (x, y), (xt, yt) = digits.load_digits()
         return x, y, xt, yt, digits.DIGITS_CLASS_NAMES
     directory = resolve_data_dir(data_dir, name)
     if name == "cifar10":
-        x, y = cifar10.read_cifar10(directory, "train")
-        xt, yt = cifar10.read_cifar10(directory, "test")
-        return x, y, xt, yt, cifar10.read_cifar10_class_names(directory)
+        return _read_cifar10(directory, cache_dir)
     if name == "mnist":
         reader, names = idx.read_mnist, idx.MNIST_CLASS_NAMES
     else:
@@ -75,12 +95,17 @@ def load_dataset(
     normalize: str | None = "standardize",
     validation_size=0,
     seed: int = 0,
+    cache_dir=None,
 ) -> Dataset:
     """Loads a dataset by name: "digits", "mnist", "fashion-mnist" or "cifar10".
 
     `data_dir` (default: $FCNN_DATA_DIR) is the folder holding the files, or a data
     root with one sub-folder per dataset (`mnist/`, `fashion-mnist/`,
-    `cifar-10-batches-bin/`); "digits" is bundled with scikit-learn and needs none.
+    `cifar-10-batches-bin/` or `cifar10/`); "digits" is bundled with scikit-learn and
+    needs none. CIFAR-10 is read from the binary version when its files are there,
+    else from the image-folder version (`cifar10-jpeg.zip`, any .zip of that layout,
+    or the unpacked folder), whose decoded arrays are cached in `cache_dir` (default
+    $FCNN_CACHE_DIR, else ~/.cache/fcnn; False for no cache).
     `validation_size` (a count or a fraction of the training set) is split off the
     training set, stratified, with `seed`; the test split is the dataset's own and
     never changes. `normalize` is "standardize" (per-channel zero mean, unit
@@ -91,14 +116,64 @@ def load_dataset(
         raise ValueError(f"dataset {name!r} is unknown: expected one of {DATASETS}")
     normalize = check_normalization(normalize)
     seed = check_seed(seed)
-    x, y, xt, yt, class_names = _read_raw(name, data_dir)
-    n_validation = resolve_size(validation_size, y.shape[0], "validation_size")
+    if cache_dir is not None:
+        resolve_cache_dir(cache_dir)  # a bad value is refused before any reading
+    x, y, xt, yt, class_names = _read_raw(name, data_dir, cache_dir)
+    return _assemble(name, Split(x, y), Split(xt, yt), class_names, normalize=normalize,
+                     validation_size=validation_size, seed=seed)
+
+
+def load_image_folder(
+    path,
+    *,
+    channels: int = 3,
+    size=None,
+    normalize: str | None = "standardize",
+    validation_size=0,
+    seed: int = 0,
+    cache_dir=None,
+    name: str | None = None,
+) -> Dataset:
+    """Loads your own images: a folder or .zip of `[top/]train/<class>/*.jpg|jpeg|png`
+    and `test/<class>/...` (optionally `validation/` or `val/`), as `load_dataset` does.
+
+    Class names are the sorted class folders; images are uint8-decoded with Pillow to
+    RGB (`channels=3`) or grayscale (`channels=1`), all of one size unless `size=(H,
+    W)` resizes them (bilinear); see fcnn.data.image_folder. The decoded arrays are
+    cached in `cache_dir` (default $FCNN_CACHE_DIR, else ~/.cache/fcnn; False for no
+    cache). A `validation/` folder becomes the validation split; without one,
+    `validation_size` (a count or a fraction) is split off the training set,
+    stratified, with `seed`. `normalize` as in `load_dataset`; `name` defaults to
+    the folder's or zip's name.
+    """
+    normalize = check_normalization(normalize)
+    seed = check_seed(seed)
+    arrays, class_names = image_folder.read_splits(
+        path, ("train", "test", "validation"), channels=channels, size=size,
+        cache_dir=cache_dir, optional=("validation",))
     validation = None
-    if n_validation:
-        train, validation = split_off(x, y, n_validation, seed=seed, name="validation_size")
-    else:
-        train = Split(x, y)
-    test = Split(xt, yt)
+    if "validation" in arrays:
+        if not (isinstance(validation_size, (int, float)) and validation_size == 0):
+            raise ValueError(
+                f"validation_size={validation_size!r}: {os.fspath(path)!r} has its own "
+                "validation split (a validation/ or val/ folder); pass validation_size=0")
+        validation = Split(*arrays["validation"])
+    if name is None:
+        base = os.path.basename(os.path.normpath(os.fspath(path)))
+        name = base[:-4] if base.lower().endswith(".zip") else base
+    return _assemble(name, Split(*arrays["train"]), Split(*arrays["test"]), class_names,
+                     normalize=normalize, validation_size=validation_size, seed=seed,
+                     validation=validation)
+
+
+def _assemble(name, train: Split, test: Split, class_names, *, normalize, validation_size,
+              seed, validation: Split | None = None) -> Dataset:
+    """Splits off validation, fits the normalization on train and converts to float32."""
+    if validation is None:
+        n_validation = resolve_size(validation_size, train.labels.shape[0], "validation_size")
+        if n_validation:
+            train, validation = split_off(*train, n_validation, seed=seed,
+                                          name="validation_size")
     normalization = fit_normalization(train.images, normalize) if normalize else None
 
     def finish(split: Split | None) -> Split | None:
@@ -117,6 +192,6 @@ def load_dataset(
         test=finish(test),
         num_classes=len(class_names),
         class_names=tuple(class_names),
-        image_shape=tuple(int(d) for d in x.shape[1:]),
+        image_shape=tuple(int(d) for d in train.images.shape[1:]),
         normalization=normalization,
     )

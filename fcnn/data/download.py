@@ -16,9 +16,12 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from fcnn.data import cifar10, idx
+from fcnn.data import cache, cifar10, idx
 
-CACHE_ENV = "FCNN_CACHE_DIR"
+# Downloads go to the same folder as the decoded-array cache (see fcnn.data.cache).
+CACHE_ENV = cache.CACHE_ENV
+default_cache_dir = cache.default_cache_dir
+
 _CHUNK = 1 << 20
 
 MNIST_MIRRORS = (
@@ -53,11 +56,6 @@ CIFAR10_ARCHIVE_DIR = "cifar-10-batches-bin"
 
 class ChecksumError(ValueError):
     """A downloaded file's digest differs from the expected one."""
-
-
-def default_cache_dir() -> str:
-    """$FCNN_CACHE_DIR, else ~/.cache/fcnn."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "fcnn")
 
 
 def open_url(url: str, timeout: float = 60.0):
