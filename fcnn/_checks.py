@@ -24,8 +24,9 @@ PADDING_HELP = (
 )
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def is_int(value) -> bool:
+    """True for Python and NumPy integers, False for bools."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def check_backward(backward: str) -> str:
@@ -35,27 +36,53 @@ def check_backward(backward: str) -> str:
     return backward
 
 
-def positive_int(value, name: str) -> int:
-    """Returns `value` as an int after checking it is a positive integer."""
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"{name}={value!r}: expected a positive int")
+def _bounds(low, high, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if high is not None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return ""
+
+
+def check_number(value, name: str, *, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, high_open: bool = False) -> float:
+    """Returns `value` as a float after checking it is a finite real number within the
+    bounds (`low`/`high` inclusive unless `low_open`/`high_open`).
+
+    Python and NumPy numbers are accepted; bools are not. The one number check of the
+    library: every argument that must be a number is checked here.
+    """
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and math.isfinite(value))
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        raise ValueError(
+            f"{name}={value!r}: expected a finite number{_bounds(low, high, low_open, high_open)}")
+    return float(value)
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Returns `value` as an int after checking it is an integer (not a bool) in
+    [low, high]; the one integer check of the library."""
+    if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
+        what = "a positive int" if (low, high) == (1, None) else f"an int{_bounds(low, high, False, False)}"
+        raise ValueError(f"{name}={value!r}: expected {what}")
     return int(value)
 
 
-def finite_number(value, name: str, *, minimum: float | None = None) -> float:
-    """Returns `value` as a float after checking it is a finite real number (>= minimum).
+def positive_int(value, name: str) -> int:
+    """Returns `value` as an int after checking it is a positive integer."""
+    return check_int(value, name, low=1)
 
-    Python and NumPy numbers are accepted; bools are not.
-    """
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, (bool, np.bool_))
-        or not math.isfinite(value)
-        or (minimum is not None and value < minimum)
-    ):
-        bound = "" if minimum is None else f" >= {minimum:g}"
-        raise ValueError(f"{name}={value!r}: expected a finite number{bound}")
-    return float(value)
+
+def finite_number(value, name: str, *, minimum: float | None = None) -> float:
+    """Returns `value` as a float after checking it is a finite real number (>= minimum)."""
+    return check_number(value, name, low=minimum)
 
 
 def check_bool(value, name: str) -> bool:
@@ -71,7 +98,7 @@ def spatial_tuple(value, ndim: int, name: str, *, minimum: int = 1) -> tuple[int
     An int is repeated `ndim` times; a sequence must have exactly `ndim` entries.
     Every entry must be an int >= `minimum`.
     """
-    if _is_int(value):
+    if is_int(value):
         values = (int(value),) * ndim
     elif isinstance(value, Sequence) and not isinstance(value, str):
         values = tuple(value)
@@ -80,7 +107,7 @@ def spatial_tuple(value, ndim: int, name: str, *, minimum: int = 1) -> tuple[int
                 f"{name}={value!r}: expected an int or a tuple of {ndim} ints "
                 f"(one per spatial dimension), got {len(values)} entries"
             )
-        if not all(_is_int(v) for v in values):
+        if not all(is_int(v) for v in values):
             raise TypeError(f"{name}={value!r}: expected ints, got {value!r}")
         values = tuple(int(v) for v in values)
     else:
@@ -102,7 +129,7 @@ def spatial_tuple_or_none(value, ndim: int | None, name: str):
     if value is None:
         return None
     if ndim is None:
-        if _is_int(value):
+        if is_int(value):
             return positive_int(value, name)
         if isinstance(value, Sequence) and not isinstance(value, str):
             return spatial_tuple(value, len(value), name)
@@ -120,7 +147,7 @@ def check_padding(padding, name: str = "padding"):
         if upper not in ("SAME", "VALID"):
             raise ValueError(f"{name}={padding!r}: {PADDING_HELP}")
         return upper
-    if _is_int(padding):
+    if is_int(padding):
         if padding < 0:
             raise ValueError(f"{name}={padding!r}: {PADDING_HELP}")
         return int(padding)
@@ -131,7 +158,7 @@ def check_padding(padding, name: str = "padding"):
                 not isinstance(pair, Sequence)
                 or isinstance(pair, str)
                 or len(pair) != 2
-                or not all(_is_int(p) and p >= 0 for p in pair)
+                or not all(is_int(p) and p >= 0 for p in pair)
             ):
                 raise ValueError(
                     f"{name}={padding!r}: {PADDING_HELP}; for symmetric padding "

@@ -10,8 +10,13 @@ feature map (filter) of a convolution. Over a batch of shape (N, ..., C):
     active fraction     share of all N * ... * C values with y > 0 (the notes: about
                         50% for ReLU; 1 - active fraction is the sparsity).
     saturated fraction  share of values where the local derivative is below 10% of
-                        its maximum: sigmoid f(1 - f) < 0.025, tanh 1 - f^2 < 0.1.
-                        Gradients through those values nearly vanish.
+                        its value at 0: sigmoid f(1 - f) < 0.025, tanh 1 - f^2 < 0.1
+                        (any activation whose table entry gives its derivative from
+                        its output). Gradients through those values nearly vanish.
+
+Activation layers are found by their role and read their table entry
+(`layer.info["activation"]`), so an activation added to the table, or a layer a user
+builds with role ACTIVATION, is measured like the built-in ones.
 
 All functions are pure and jittable; they return device arrays.
 """
@@ -23,23 +28,14 @@ from collections.abc import Callable, Iterable
 import jax
 import jax.numpy as jnp
 
-from fcnn.layers.base import Intermediate
+from fcnn.layers.base import ACTIVATION, Intermediate
 
-# Display names of the layers whose outputs are activations (see fcnn.layers.activations).
-ACTIVATION_LAYERS = frozenset(
-    {"Sigmoid", "Tanh", "Relu", "LeakyRelu", "PRelu", "RRelu", "Softplus", "Elu", "Selu",
-     "Gelu", "Silu", "Maxout"}
-)
-SATURATION_LEVEL = 0.1  # of the derivative's maximum
-
-
-def base_name(name: str) -> str:
-    """"LeakyRelu(0.01)" -> "LeakyRelu"."""
-    return name.split("(", 1)[0]
+SATURATION_LEVEL = 0.1  # of the derivative's value at x = 0
 
 
 def is_activation(intermediate: Intermediate) -> bool:
-    return base_name(intermediate.name) in ACTIVATION_LAYERS
+    """Whether the layer that produced this output is an activation (its role)."""
+    return intermediate.layer.role == ACTIVATION
 
 
 def dead_fraction(y: jax.Array) -> jax.Array:
@@ -53,19 +49,19 @@ def active_fraction(y: jax.Array) -> jax.Array:
     return jnp.mean((y > 0).astype(jnp.float32))
 
 
-def saturated_fraction(y: jax.Array, activation: str) -> jax.Array | None:
-    """Share of values whose derivative is below 10% of its maximum (sigmoid, tanh).
+def saturated_fraction(y: jax.Array, spec) -> jax.Array | None:
+    """Share of values whose derivative is below 10% of its value at x = 0.
 
-    Returns None for activations without saturating tails.
+    `spec` is the activation's table entry (`fcnn.ops.activations.ActivationSpec`);
+    the derivative is computed from the output with its `derivative_from_output`
+    (sigmoid: f(1 - f), peak 1/4; tanh: 1 - f^2, peak 1). Returns None for
+    activations that do not saturate.
     """
-    activation = base_name(activation).lower()
-    if activation == "sigmoid":
-        derivative, peak = y * (1.0 - y), 0.25
-    elif activation == "tanh":
-        derivative, peak = 1.0 - y * y, 1.0
-    else:
+    if spec is None or not spec.saturates:
         return None
-    return jnp.mean((derivative < SATURATION_LEVEL * peak).astype(jnp.float32))
+    derivative = spec.derivative_from_output
+    peak = derivative(spec.fn(jnp.zeros((), y.dtype)))
+    return jnp.mean((derivative(y) < SATURATION_LEVEL * peak).astype(jnp.float32))
 
 
 def unit_statistics(
@@ -83,7 +79,7 @@ def unit_statistics(
         if not select(item):
             continue
         entry = {"dead": dead_fraction(item.value), "active": active_fraction(item.value)}
-        saturated = saturated_fraction(item.value, item.name)
+        saturated = saturated_fraction(item.value, item.layer.info.get("activation"))
         if saturated is not None:
             entry["saturated"] = saturated
         stats[item.path] = entry

@@ -25,23 +25,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fcnn._checks import check_backward
+from fcnn.ops.hand_rule import hand_rule
 from fcnn.ops.activations import as_float, log_softmax
 
 LABELS_UNDER_JIT = (
     "under jax.jit the values are not checked: an out-of-range integer label gives an "
     "all-zero one-hot row, so that example adds 0 to the loss and to the gradient"
 )
-
-
-def _pick(backward: str, custom, plain):
-    return custom if check_backward(backward) == "custom" else plain
-
-
-def _custom_vjp(plain, fwd, bwd):
-    op = jax.custom_vjp(plain)
-    op.defvjp(fwd, bwd)
-    return op
 
 
 def _batch_size(shape) -> int:
@@ -88,7 +78,7 @@ def _hse_bwd(res, g):
     return d, -d
 
 
-_hse = _custom_vjp(_hse_plain, _hse_fwd, _hse_bwd)
+_HSE = hand_rule("half_squared_error", _hse_plain, _hse_fwd, _hse_bwd)
 
 
 def half_squared_error(predictions, targets, *, backward: str = "custom") -> jax.Array:
@@ -99,7 +89,7 @@ def half_squared_error(predictions, targets, *, backward: str = "custom") -> jax
     """
     o, t = as_float(predictions), as_float(targets)
     _same_shape(o, t, "half_squared_error")
-    return _pick(backward, _hse, _hse_plain)(o, t)
+    return _HSE.select(backward)(o, t)
 
 
 # Mean squared error over all m elements: dL/do = 2 (o - t)/m,  dL/dt = -dL/do.
@@ -117,7 +107,7 @@ def _mse_bwd(res, g):
     return d, -d
 
 
-_mse = _custom_vjp(_mse_plain, _mse_fwd, _mse_bwd)
+_MSE = hand_rule("mean_squared_error", _mse_plain, _mse_fwd, _mse_bwd)
 
 
 def mean_squared_error(predictions, targets, *, backward: str = "custom") -> jax.Array:
@@ -127,7 +117,7 @@ def mean_squared_error(predictions, targets, *, backward: str = "custom") -> jax
     """
     o, t = as_float(predictions), as_float(targets)
     _same_shape(o, t, "mean_squared_error")
-    return _pick(backward, _mse, _mse_plain)(o, t)
+    return _MSE.select(backward)(o, t)
 
 
 # Binary cross-entropy from logits z with sigma = sigmoid:
@@ -147,7 +137,7 @@ def _bce_bwd(res, g):
     return scale * (lax.logistic(z) - y), -scale * z
 
 
-_bce = _custom_vjp(_bce_plain, _bce_fwd, _bce_bwd)
+_BCE = hand_rule("binary_cross_entropy", _bce_plain, _bce_fwd, _bce_bwd)
 
 
 def binary_cross_entropy_with_logits(logits, labels, *, backward: str = "custom") -> jax.Array:
@@ -170,7 +160,7 @@ def binary_cross_entropy_with_logits(logits, labels, *, backward: str = "custom"
             "binary_cross_entropy_with_logits: labels must lie in [0, 1] (targets or "
             f"probabilities), got values in [{values.min()}, {values.max()}]"
         )
-    return _pick(backward, _bce, _bce_plain)(z, y.astype(z.dtype))
+    return _BCE.select(backward)(z, y.astype(z.dtype))
 
 
 # Softmax cross-entropy with label distribution y (one-hot for a class index):
@@ -194,7 +184,7 @@ def _sce_bwd(res, g):
     return dz, -scale * logp
 
 
-_sce = _custom_vjp(_sce_plain, _sce_fwd, _sce_bwd)
+_SCE = hand_rule("softmax_cross_entropy", _sce_plain, _sce_fwd, _sce_bwd)
 
 
 def softmax_cross_entropy(logits, labels, *, backward: str = "custom") -> jax.Array:
@@ -235,7 +225,7 @@ def softmax_cross_entropy(logits, labels, *, backward: str = "custom") -> jax.Ar
             f"{what}: labels of dtype {labels.dtype}: expected integer class indices or "
             "float one-hot rows"
         )
-    return _pick(backward, _sce, _sce_plain)(z, y)
+    return _SCE.select(backward)(z, y)
 
 
 def _check_center_args(features, labels, centers, what: str):
@@ -275,7 +265,7 @@ def _center_bwd(res, g):
     return g * diff, -g * (onehot.T @ diff), None
 
 
-_center = _custom_vjp(_center_plain, _center_fwd, _center_bwd)
+_CENTER = hand_rule("center_loss", _center_plain, _center_fwd, _center_bwd)
 
 
 def center_loss(features, labels, centers, *, backward: str = "custom") -> jax.Array:
@@ -289,7 +279,7 @@ def center_loss(features, labels, centers, *, backward: str = "custom") -> jax.A
     labels = jnp.asarray(labels)
     _check_center_args(x, labels, c, "center_loss")
     onehot = jax.nn.one_hot(labels, c.shape[0], dtype=jnp.result_type(x, c))
-    return _pick(backward, _center, _center_plain)(x, c, onehot)
+    return _CENTER.select(backward)(x, c, onehot)
 
 
 def update_centers(centers, features, labels, alpha: float) -> jax.Array:
@@ -327,7 +317,7 @@ def _l1_bwd(w, g):
     return (g * jnp.sign(w),)
 
 
-_l1 = _custom_vjp(_l1_plain, _l1_fwd, _l1_bwd)
+_L1 = hand_rule("l1_penalty", _l1_plain, _l1_fwd, _l1_bwd)
 
 
 def _l2_plain(w):
@@ -342,7 +332,7 @@ def _l2_bwd(w, g):
     return (g * w,)
 
 
-_l2 = _custom_vjp(_l2_plain, _l2_fwd, _l2_bwd)
+_L2 = hand_rule("l2_penalty", _l2_plain, _l2_fwd, _l2_bwd)
 
 
 def _penalty(params, leaf_fn):
@@ -356,7 +346,7 @@ def l1_penalty(params, *, backward: str = "custom") -> jax.Array:
     Pass only the arrays to penalise (biases are usually left out). Multiply by the
     strength lambda yourself: loss + lam * l1_penalty(kernels).
     """
-    return _penalty(params, _pick(backward, _l1, _l1_plain))
+    return _penalty(params, _L1.select(backward))
 
 
 def l2_penalty(params, *, backward: str = "custom") -> jax.Array:
@@ -364,4 +354,4 @@ def l2_penalty(params, *, backward: str = "custom") -> jax.Array:
 
     Adding lam * l2_penalty(kernels) to the loss is weight decay w <- w - lr lam w.
     """
-    return _penalty(params, _pick(backward, _l2, _l2_plain))
+    return _penalty(params, _L2.select(backward))

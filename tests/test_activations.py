@@ -260,7 +260,7 @@ class NotesFactsTest(chex.TestCase):
 
     def test_dtypes(self):
         for name in act.ACTIVATION_NAMES:
-            if name in ("prelu", "rrelu"):
+            if act.activation_spec(name).kind in ("parametric", "stochastic", "pieces"):
                 continue
             fn = act.get_activation(name)
             out32 = jax.eval_shape(fn, jax.ShapeDtypeStruct((2, 3), jnp.float32))
@@ -273,23 +273,24 @@ class NotesFactsTest(chex.TestCase):
 
 class RegistryAndLayerTest(chex.TestCase):
     def test_every_name_builds_a_layer_whose_shape_is_predicted(self):
-        x = jax.ShapeDtypeStruct((2, 5, 3), jnp.float32)
+        x = jax.ShapeDtypeStruct((2, 5, 4), jnp.float32)
         for name in act.ACTIVATION_NAMES:
             init, apply = fcnn.Activation(name)
-            out_shape, params, state = init(jax.random.PRNGKey(0), (-1, 5, 3))
-            self.assertEqual(out_shape, (-1, 5, 3), name)
+            out_shape, params, state = init(jax.random.PRNGKey(0), (-1, 5, 4))
+            expected = (2, 5, 2) if name == "maxout" else (2, 5, 4)  # two pieces per unit
+            self.assertEqual(out_shape, (-1,) + expected[1:], name)
             for train in (False, True):
                 y, new_state = jax.eval_shape(
                     lambda p, s, v: apply(p, s, v, train=train, rng=jax.random.PRNGKey(1)),
                     params, state, x,
                 )
-                self.assertEqual((y.shape, y.dtype), ((2, 5, 3), jnp.float32), name)
+                self.assertEqual((y.shape, y.dtype), (expected, jnp.float32), name)
                 self.assertEqual(new_state, {})
 
     def test_activation_by_name_matches_the_function(self):
         x = jnp.asarray(_inputs((2, 4), seed=12))
         for name in act.ACTIVATION_NAMES:
-            if name in ("prelu", "rrelu"):
+            if act.activation_spec(name).kind in ("parametric", "stochastic", "pieces"):
                 continue
             _, apply = fcnn.Activation(name)
             y, _ = apply({}, {}, x, train=False)
@@ -332,7 +333,7 @@ class RegistryAndLayerTest(chex.TestCase):
             fcnn.PRelu().init(jax.random.PRNGKey(0), (5,))
         with pytest.raises(ValueError, match=r"Softmax\(axis=2\): axis=2 is out of range for input_shape=\(4, 3\)"):
             fcnn.Softmax(axis=2).init(jax.random.PRNGKey(0), (4, 3))
-        with pytest.raises(ValueError, match=r"negative_slope=nan: expected a finite real number"):
+        with pytest.raises(ValueError, match=r"negative_slope=nan: expected a finite number"):
             fcnn.LeakyRelu(float("nan"))
         with pytest.raises(ValueError, match=r"backward='numeric'"):
             fcnn.Relu(backward="numeric")

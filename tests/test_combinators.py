@@ -214,9 +214,10 @@ def test_count_params_and_summary():
     text = fcnn.summary(model, (2, 3), print_fn=lines.append)
     assert lines == [text]
     rows = text.splitlines()
-    assert rows[0].split() == ["layer", "output", "shape", "params"]
+    assert rows[0].split() == ["layer", "output", "shape", "params", "state"]
     assert [r.split()[0] for r in rows[2:5]] == ["scale", "residual", "counter"]
-    assert rows[-1].split()[-1] == "2"
+    assert rows[-2].split()[-2:] == ["2", "1"]  # the counter keeps one scalar of state
+    assert rows[-1] == "trainable parameters 2; non-trainable state (running statistics) 1"
 
 
 def test_apply_with_intermediates_matches_apply_and_lists_every_leaf():

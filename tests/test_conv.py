@@ -5,11 +5,9 @@ Every gradient is checked three ways: against the naive-loop NumPy oracle
 (`backward="autodiff"`), and against central finite differences in float64.
 """
 
-import contextlib
 import functools
 import importlib
 import zlib
-from unittest import mock
 
 import chex
 import jax
@@ -145,43 +143,35 @@ def case(name):
     return (x, kernel, bias, dy), y, grads
 
 
-def value_and_vjp(kwargs, backward):
+def value_and_vjp(kwargs, backward, lowering=None):
     def f(x, kernel, bias, dy):
         y, vjp = jax.vjp(
-            lambda x, k, b: conv(x, k, b, backward=backward, **kwargs), x, kernel, bias
+            lambda x, k, b: conv(x, k, b, backward=backward, lowering=lowering, **kwargs),
+            x, kernel, bias,
         )
         return y, vjp(dy)
 
     return f
 
 
-@contextlib.contextmanager
-def xla_lowering_only():
-    """Traces the custom rule with XLA's convolution for every pass, whatever the shape
-    (on the CPU, few-channel convolutions otherwise take a matrix-product lowering)."""
-    with mock.patch.object(conv_module, "_lowering_for", lambda *shapes: conv_module.XLA_EVERYWHERE):
-        yield
-
-
 def check_against_oracle(variant, name):
-    """Forward and (dx, dkernel, dbias) of both rules, and of the custom rule on XLA's
-    convolution alone, against the oracle and each other."""
+    """Forward and (dx, dkernel, dbias) of both rules, and of the custom rule with the
+    lowering the CPU would take ("auto"), against the oracle and each other."""
     kwargs = CONFIG_BY_NAME[name][3]
     (x, kernel, bias, dy), y_ref, grads_ref = case(name)
 
     @variant
     def both_rules(x, kernel, bias, dy):
-        with xla_lowering_only():
-            on_xla = value_and_vjp(kwargs, "custom")(x, kernel, bias, dy)
         return (value_and_vjp(kwargs, "custom")(x, kernel, bias, dy),
-                value_and_vjp(kwargs, "autodiff")(x, kernel, bias, dy), on_xla)
+                value_and_vjp(kwargs, "autodiff")(x, kernel, bias, dy),
+                value_and_vjp(kwargs, "custom", "auto")(x, kernel, bias, dy))
 
-    (y, grads), (y_ad, grads_ad), (y_xla, grads_xla) = both_rules(x, kernel, bias, dy)
+    (y, grads), (y_ad, grads_ad), (y_low, grads_low) = both_rules(x, kernel, bias, dy)
     chex.assert_shape(y, y_ref.shape)
     chex.assert_trees_all_close(y, y_ref, **TOL)
     chex.assert_trees_all_close(grads, grads_ref, **TOL)
-    chex.assert_trees_all_close(y_xla, y_ref, **TOL)
-    chex.assert_trees_all_close(grads_xla, grads_ref, **TOL)
+    chex.assert_trees_all_close(y_low, y_ref, **TOL)
+    chex.assert_trees_all_close(grads_low, grads_ref, **TOL)
     chex.assert_trees_all_close(y_ad, y_ref, **TOL)
     chex.assert_trees_all_close(grads_ad, grads_ref, **TOL)
     chex.assert_trees_all_close(grads, grads_ad, **TOL)
@@ -282,7 +272,7 @@ def test_float32_custom_matches_autodiff():
 def test_custom_backward_is_the_rule_in_use(monkeypatch):
     x = jnp.ones((1, 5, 8))  # 8 input channels: XLA's convolution on every backend
     kernel = jnp.ones((3, 8, 2))
-    assert conv_module._lowering_for(x.shape, kernel.shape) == conv_module.XLA_EVERYWHERE
+    assert conv_module.resolve_lowering("auto", x.shape, kernel.shape) == conv_module.XLA_EVERYWHERE
     monkeypatch.setattr(conv_module, "_conv_input_grad", lambda dy, k, c, s: jnp.full((1, 5, 8), 7.0))
     dx = jax.grad(lambda x: jnp.sum(conv(x, kernel)))(x)
     np.testing.assert_array_equal(dx, np.full((1, 5, 8), 7.0))
@@ -295,14 +285,21 @@ def test_one_channel_convolutions_take_the_matrix_product_lowering_on_the_cpu(mo
     lowering = conv_module.lowering
     x = jnp.ones((128, 28, 28, 1))  # RefNet's first layer at batch 128
     kernel = jnp.ones((3, 3, 1, 4))
-    assert conv_module._lowering_for(x.shape, kernel.shape) == lowering.Lowering(
+    route = conv_module.resolve_lowering("auto", x.shape, kernel.shape)
+    assert route == lowering.Lowering(
         "conv_forward_taps", "conv_input_grad_col2im", "conv_kernel_grad_im2col")
+    assert conv_module.resolve_lowering(None, x.shape, kernel.shape) == conv_module.XLA_EVERYWHERE
     marked = {}
-    for name in conv_module._lowering_for(x.shape, kernel.shape):
+    for name in route:
         original = getattr(lowering, name)
         monkeypatch.setattr(lowering, name, functools.partial(
             lambda fn, key, *a, **k: marked.setdefault(key, True) and fn(*a, **k), original, name))
     jax.eval_shape(jax.grad(lambda x, k: jnp.sum(conv(x, k)), argnums=(0, 1)), x, kernel)
+    assert not marked  # the op's default is the textbook rule
+    layer = fcnn.Conv(4, 3)  # the layer opts into the measured lowering
+    _, params, _ = layer.init(jax.random.PRNGKey(0), x.shape)
+    jax.eval_shape(jax.grad(lambda x, p: jnp.sum(layer.apply(p, {}, x, train=True)[0]),
+                            argnums=(0, 1)), x, params)
     assert set(marked) == {"conv_forward_taps", "conv_input_grad_col2im", "conv_kernel_grad_im2col"}
 
 

@@ -4,8 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import fcnn
 from fcnn import diagnostics
-from fcnn.layers.base import Intermediate
+from fcnn.layers.base import ACTIVATION, Intermediate, Layer
+from fcnn.ops.activations import ACTIVATIONS
 
 
 def test_dead_and_active_fractions_per_unit():
@@ -22,22 +24,36 @@ def test_dead_and_active_fractions_per_unit():
 def test_saturation_uses_the_derivative():
     # sigmoid derivative f(1-f) < 0.025 <=> f < 0.02566 or f > 0.97434
     f = jnp.array([0.01, 0.03, 0.5, 0.97, 0.99])
-    assert float(diagnostics.saturated_fraction(f, "Sigmoid")) == pytest.approx(2 / 5)
+    assert float(diagnostics.saturated_fraction(f, ACTIVATIONS["sigmoid"])) == pytest.approx(2 / 5)
     # tanh derivative 1 - f^2 < 0.1 <=> |f| > 0.9487
     t = jnp.array([-0.99, -0.9, 0.0, 0.94, 0.96])
-    assert float(diagnostics.saturated_fraction(t, "Tanh")) == pytest.approx(2 / 5)
-    assert diagnostics.saturated_fraction(t, "Relu") is None
+    assert float(diagnostics.saturated_fraction(t, ACTIVATIONS["tanh"])) == pytest.approx(2 / 5)
+    assert diagnostics.saturated_fraction(t, ACTIVATIONS["relu"]) is None
+    assert diagnostics.saturated_fraction(t, None) is None
 
 
-def test_unit_statistics_selects_activation_layers_only():
+def _user_activation():
+    """A layer written by a user with the public constructor: role ACTIVATION."""
+    def init(rng, input_shape):
+        return tuple(input_shape), {}, {}
+
+    def apply(params, state, x, *, train, rng=None):
+        return jnp.clip(x, 0.0, 1.0), state
+
+    return Layer(init, apply, name="HardClip", role=ACTIVATION)
+
+
+def test_unit_statistics_selects_activation_layers_by_role():
     items = [
-        Intermediate("0", "Conv(8, (3, 3))", jnp.ones((2, 4))),
-        Intermediate("1", "Relu", jnp.array([[0.0, 1.0], [0.0, 2.0]])),
-        Intermediate("2", "LeakyRelu(0.01)", jnp.array([[-0.01, 1.0]])),
-        Intermediate("3/1", "Sigmoid", jnp.array([[0.5, 0.999]])),
+        Intermediate("0", fcnn.Conv(8, 3), jnp.ones((2, 4))),
+        Intermediate("1", fcnn.Relu(), jnp.array([[0.0, 1.0], [0.0, 2.0]])),
+        Intermediate("2", fcnn.LeakyRelu(), jnp.array([[-0.01, 1.0]])),
+        Intermediate("3/1", fcnn.Sigmoid(), jnp.array([[0.5, 0.999]])),
+        Intermediate("4", _user_activation(), jnp.array([[0.0, 0.0], [0.0, 1.0]])),
     ]
     stats = diagnostics.unit_statistics(items)
-    assert sorted(stats) == ["1", "2", "3/1"]
+    assert sorted(stats) == ["1", "2", "3/1", "4"]
+    assert float(stats["4"]["dead"]) == pytest.approx(0.5) and "saturated" not in stats["4"]
     assert float(stats["1"]["dead"]) == pytest.approx(0.5)
     assert float(stats["1"]["active"]) == pytest.approx(0.5)
     assert "saturated" not in stats["1"]

@@ -14,23 +14,8 @@ from fcnn.layers.base import (  # noqa: F401
     summary,
 )
 from fcnn.layers.conv import Conv  # noqa: F401
-from fcnn.layers.activations import (  # noqa: F401
-    Activation,
-    Elu,
-    Gelu,
-    LeakyRelu,
-    LogSoftmax,
-    PRelu,
-    Relu,
-    RRelu,
-    Selu,
-    Sigmoid,
-    Silu,
-    Softmax,
-    Softplus,
-    Swish,
-    Tanh,
-)
+from fcnn.layers.activations import *  # noqa: F401,F403 (one layer per table entry)
+from fcnn.layers.activations import __all__ as _activation_layers
 from fcnn.layers.dropout import Dropout, SpatialDropout  # noqa: F401
 from fcnn.layers.dense import Dense  # noqa: F401
 from fcnn.layers.maxout import Maxout  # noqa: F401
@@ -50,8 +35,7 @@ __all__ = [
     "BatchNorm", "GroupNorm", "InstanceNorm", "LayerNorm", "LRN", "WeightNorm",
     "conv_bn_leaky",
     "Conv",
-    "Activation", "Elu", "Gelu", "LeakyRelu", "LogSoftmax", "PRelu", "Relu", "RRelu",
-    "Selu", "Sigmoid", "Silu", "Softmax", "Softplus", "Swish", "Tanh",
+    *_activation_layers,
     "Dropout", "SpatialDropout",
     "Maxout",
     "Dense", "Flatten", "AvgPool", "GlobalAvgPool", "MaxPool",

@@ -1,9 +1,15 @@
-"""Activation layers: one per activation, and `Activation(name)` to pick one by name.
+"""Activation layers, generated from the table `fcnn.ops.activations.ACTIVATIONS`.
 
-All are shape-preserving. Only PRelu has params ({"slope": () or (C,)}); only RRelu
-is stochastic (it needs an rng when train=True). The functions are in
-`fcnn.ops.activations`; `Activation(name, **kwargs)` accepts every name in
-`ACTIVATION_NAMES`, so an experiment can sweep over names.
+Every element-wise activation of the table becomes a layer constructor named as the
+entry says (`fcnn.Relu()`, `fcnn.LeakyRelu(negative_slope=0.1)`, ...) whose keyword
+arguments are the entry's options; `Activation(name, **options)` builds any of them
+by name, so an experiment can sweep over names. The activations that are more than
+an element-wise function have a layer written here: PRelu (a learned slope), RRelu
+(random slopes, needs an rng in training), Softmax/LogSoftmax (an axis) and Maxout
+(the max over groups of channels, which shrinks the last axis).
+
+Every activation layer has role ACTIVATION and carries its table entry in
+`layer.info["activation"]`, which is what the diagnostics read.
 """
 
 from __future__ import annotations
@@ -13,49 +19,62 @@ import numbers
 
 import jax.numpy as jnp
 
-from fcnn import _checks
 from fcnn._checks import check_backward
-from fcnn.layers.base import Layer, check_train_flag, make_layer, require_rng
+from fcnn.layers.base import ACTIVATION, Layer, check_train_flag, require_rng
 from fcnn.ops import activations as act
 
 
-def _elementwise(display: str, fn) -> Layer:
-    """A layer without params or state: y = fn(x), same shape as x."""
-
-    def init(rng, input_shape):
-        del rng
-        return tuple(input_shape), {}, {}
-
-    def apply(params, state, x, *, train, rng=None):
-        del params, rng
-        check_train_flag(train, display)
-        return fn(x), state
-
-    return make_layer(display, init, apply)
+def _activation_layer(spec: act.ActivationSpec, display: str, init, apply) -> Layer:
+    return Layer(init, apply, name=display, role=ACTIVATION, info={"activation": spec})
 
 
-def Sigmoid(*, backward: str = "custom") -> Layer:
-    """f(x) = 1 / (1 + e^-x), element-wise."""
-    return _elementwise("Sigmoid", functools.partial(act.sigmoid, backward=check_backward(backward)))
+def _shape_preserving_init(rng, input_shape):
+    del rng
+    return tuple(input_shape), {}, {}
 
 
-def Tanh(*, backward: str = "custom") -> Layer:
-    """f(x) = tanh(x), element-wise."""
-    return _elementwise("Tanh", functools.partial(act.tanh, backward=check_backward(backward)))
+def _display(spec: act.ActivationSpec, options: dict) -> str:
+    changed = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+               for k, v in options.items() if v != spec.options[k][0]]
+    return f"{spec.layer}({', '.join(changed)})" if changed else spec.layer
 
 
-def Relu(*, backward: str = "custom") -> Layer:
-    """f(x) = max(0, x), element-wise (derivative 0 at x = 0)."""
-    return _elementwise("Relu", functools.partial(act.relu, backward=check_backward(backward)))
+def _elementwise_constructor(spec: act.ActivationSpec):
+    """The layer constructor of an element-wise entry: its options as arguments, in the
+    order of the entry (positional or by keyword)."""
 
+    def constructor(*args, backward: str = "custom", **options) -> Layer:
+        if len(args) > len(spec.options):
+            raise TypeError(
+                f"{spec.layer}() takes {len(spec.options)} positional argument(s) "
+                f"({', '.join(spec.options) or 'none'}), got {len(args)}"
+            )
+        for name, value in zip(spec.options, args):
+            if name in options:
+                raise TypeError(f"{spec.layer}() got multiple values for argument {name!r}")
+            options[name] = value
+        unknown = sorted(set(options) - set(spec.options))
+        if unknown:
+            raise TypeError(
+                f"{spec.layer}() got an unexpected keyword argument {unknown[0]!r}; its options "
+                f"are {sorted(spec.options) or 'none'}"
+            )
+        values = {k: check(options.get(k, default), k) for k, (default, check) in spec.options.items()}
+        fn = functools.partial(spec.fn, **values, backward=check_backward(backward))
+        display = _display(spec, values)
 
-def LeakyRelu(negative_slope: float = 0.01, *, backward: str = "custom") -> Layer:
-    """f(x) = x if x > 0 else negative_slope * x (Darknet uses negative_slope=0.1)."""
-    negative_slope = act.check_real(negative_slope, "negative_slope")
-    fn = functools.partial(
-        act.leaky_relu, negative_slope=negative_slope, backward=check_backward(backward)
-    )
-    return _elementwise(f"LeakyRelu({negative_slope:g})", fn)
+        def apply(params, state, x, *, train, rng=None):
+            del params, rng
+            check_train_flag(train, display)
+            return fn(x), state
+
+        return _activation_layer(spec, display, _shape_preserving_init, apply)
+
+    constructor.__name__ = constructor.__qualname__ = spec.layer
+    options = ", ".join(f"{k}={d!r}" for k, (d, _) in spec.options.items())
+    constructor.__doc__ = f"The {spec.name} activation as a layer ({options or 'no options'}); " \
+                          f"see fcnn.ops.activations.{spec.fn.__name__}."
+    return constructor
 
 
 def PRelu(shared: bool = False, init: float = 0.25, *, backward: str = "custom") -> Layer:
@@ -89,19 +108,17 @@ def PRelu(shared: bool = False, init: float = 0.25, *, backward: str = "custom")
         check_train_flag(train, display)
         return act.prelu(x, params["slope"], backward=backward), state
 
-    return make_layer(display, init_fn, apply)
+    return _activation_layer(act.ACTIVATIONS["prelu"], display, init_fn, apply)
 
 
 def RRelu(lower: float = 1 / 8, upper: float = 1 / 3, *, backward: str = "custom") -> Layer:
-    """Randomized leaky ReLU: slopes ~ U[lower, upper] per element in training, the mean
-    slope (lower + upper) / 2 at evaluation. Needs an rng when train=True."""
+    """Randomized leaky ReLU (Xu et al., 2015): in training one slope per element drawn
+    from the uniform distribution U[lower, upper] (as in the RReLU paper; a Gaussian,
+    as one source of the notes has it, is not what the paper uses), at evaluation the
+    mean slope (lower + upper) / 2. Needs an rng when train=True."""
     lower, upper = act.check_rrelu_bounds(lower, upper)
     check_backward(backward)
     display = f"RRelu({lower:.4g}, {upper:.4g})"
-
-    def init(rng, input_shape):
-        del rng
-        return tuple(input_shape), {}, {}
 
     def apply(params, state, x, *, train, rng=None):
         del params
@@ -111,46 +128,15 @@ def RRelu(lower: float = 1 / 8, upper: float = 1 / 3, *, backward: str = "custom
         y = act.rrelu(x, lower=lower, upper=upper, train=train, rng=rng, backward=backward)
         return y, state
 
-    return make_layer(display, init, apply)
+    return _activation_layer(act.ACTIVATIONS["rrelu"], display, _shape_preserving_init, apply)
 
 
-def Softplus(*, backward: str = "custom") -> Layer:
-    """f(x) = log(1 + e^x), element-wise, computed without overflow."""
-    return _elementwise("Softplus", functools.partial(act.softplus, backward=check_backward(backward)))
-
-
-def Elu(alpha: float = 1.0, *, backward: str = "custom") -> Layer:
-    """f(x) = x if x > 0 else alpha (e^x - 1)."""
-    alpha = act.check_real(alpha, "alpha")
-    fn = functools.partial(act.elu, alpha=alpha, backward=check_backward(backward))
-    return _elementwise(f"Elu({alpha:g})", fn)
-
-
-def Selu(*, backward: str = "custom") -> Layer:
-    """Scaled ELU with the self-normalising constants (Klambauer et al., 2017)."""
-    return _elementwise("Selu", functools.partial(act.selu, backward=check_backward(backward)))
-
-
-def Gelu(approximate: bool = False, *, backward: str = "custom") -> Layer:
-    """f(x) = x Phi(x) (exact), or its tanh approximation if `approximate`."""
-    approximate = _checks.check_bool(approximate, "approximate")
-    fn = functools.partial(act.gelu, approximate=approximate, backward=check_backward(backward))
-    return _elementwise("Gelu(tanh)" if approximate else "Gelu", fn)
-
-
-def Silu(*, backward: str = "custom") -> Layer:
-    """f(x) = x sigmoid(x) (SiLU, also called swish)."""
-    return _elementwise("Silu", functools.partial(act.silu, backward=check_backward(backward)))
-
-
-Swish = Silu
-
-
-def _axis_layer(display: str, fn, axis: int, backward: str) -> Layer:
+def _axis_layer(spec: act.ActivationSpec, axis: int, backward: str) -> Layer:
     """A softmax-like layer: checks `axis` against the input rank at init."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"axis={axis!r}: expected an int")
     check_backward(backward)
+    display = f"{spec.layer}(axis={axis})"
 
     def init(rng, input_shape):
         del rng
@@ -164,39 +150,62 @@ def _axis_layer(display: str, fn, axis: int, backward: str) -> Layer:
     def apply(params, state, x, *, train, rng=None):
         del params, rng
         check_train_flag(train, display)
-        return fn(x, axis=axis, backward=backward), state
+        return spec.fn(x, axis=axis, backward=backward), state
 
-    return make_layer(display, init, apply)
+    return _activation_layer(spec, display, init, apply)
 
 
 def Softmax(axis: int = -1, *, backward: str = "custom") -> Layer:
     """Softmax along `axis` (default: the last, the classes)."""
-    return _axis_layer(f"Softmax(axis={axis})", act.softmax, axis, backward)
+    return _axis_layer(act.ACTIVATIONS["softmax"], axis, backward)
 
 
 def LogSoftmax(axis: int = -1, *, backward: str = "custom") -> Layer:
     """log(softmax(x)) along `axis`, computed stably."""
-    return _axis_layer(f"LogSoftmax(axis={axis})", act.log_softmax, axis, backward)
+    return _axis_layer(act.ACTIVATIONS["log_softmax"], axis, backward)
 
 
-_LAYERS = {
-    "sigmoid": Sigmoid,
-    "tanh": Tanh,
-    "relu": Relu,
-    "leaky_relu": LeakyRelu,
-    "prelu": PRelu,
-    "rrelu": RRelu,
-    "softplus": Softplus,
-    "elu": Elu,
-    "selu": Selu,
-    "gelu": Gelu,
-    "silu": Silu,
-    "swish": Swish,
-    "softmax": Softmax,
-    "log_softmax": LogSoftmax,
+def MaxoutUnits(pieces: int = 2, *, backward: str = "custom") -> Layer:
+    """Maxout units over the channel axis: (N, ..., F * pieces) -> (N, ..., F).
+
+    y_f = max_j x[..., f * pieces + j] (Goodfellow et al., 2013); put it after a Conv
+    or Dense with `pieces` times the features (`fcnn.Maxout` builds both at once).
+    The gradient goes to the first maximal piece. No params, no state.
+    """
+    pieces = act.check_pieces(pieces)
+    check_backward(backward)
+    display = f"MaxoutUnits({pieces})"
+
+    def init(rng, input_shape):
+        del rng
+        input_shape = tuple(input_shape)
+        if len(input_shape) < 2 or input_shape[-1] % pieces:
+            raise ValueError(
+                f"{display}: input_shape={input_shape}: the last axis must hold features * "
+                f"pieces channels, a multiple of {pieces}"
+            )
+        return input_shape[:-1] + (input_shape[-1] // pieces,), {}, {}
+
+    def apply(params, state, x, *, train, rng=None):
+        del params, rng
+        check_train_flag(train, display)
+        return act.maxout(x, pieces, backward=backward), state
+
+    return _activation_layer(act.ACTIVATIONS["maxout"], display, init, apply)
+
+
+_WRITTEN = {"prelu": PRelu, "rrelu": RRelu, "softmax": Softmax, "log_softmax": LogSoftmax,
+            "maxout": MaxoutUnits}
+_CONSTRUCTORS = {
+    name: _WRITTEN[name] if spec.kind != "elementwise" else _elementwise_constructor(spec)
+    for name, spec in act.ACTIVATIONS.items()
 }
-if tuple(_LAYERS) != act.ACTIVATION_NAMES:  # pragma: no cover - a wiring mistake
-    raise ImportError("activation layers and activation functions are registered differently")
+globals().update({spec.layer: _CONSTRUCTORS[name] for name, spec in act.ACTIVATIONS.items()
+                  if spec.kind == "elementwise"})
+Swish = globals()[act.ACTIVATIONS[act.ALIASES["swish"]].layer]
+
+__all__ = ["Activation", "MaxoutUnits", "PRelu", "RRelu", "Softmax", "LogSoftmax", "Swish"] + [
+    spec.layer for spec in act.ACTIVATIONS.values() if spec.kind == "elementwise"]
 
 
 def Activation(name: str, **kwargs) -> Layer:
@@ -205,14 +214,6 @@ def Activation(name: str, **kwargs) -> Layer:
     `name` is one of `fcnn.ops.activations.ACTIVATION_NAMES`, e.g.
     Activation("leaky_relu", negative_slope=0.1) or Activation("prelu", shared=True).
     """
-    if not isinstance(name, str):
-        raise TypeError(
-            f"activation={name!r}: expected a name (str), one of {act.ACTIVATION_NAMES}"
-        )
-    if name not in _LAYERS:
-        raise ValueError(
-            f"activation={name!r}: unknown activation; valid names are {act.ACTIVATION_NAMES}"
-        )
-    return _LAYERS[name](**kwargs)
-
-
+    spec = act.activation_spec(name)
+    constructor = _CONSTRUCTORS.get(spec.name) or _elementwise_constructor(spec)  # registered later
+    return constructor(**kwargs)

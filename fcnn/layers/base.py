@@ -44,29 +44,71 @@ class ApplyFn(Protocol):
         ...
 
 
-class Layer(NamedTuple):
-    """A layer as a pair of pure functions; unpacks as `init, apply = layer`."""
+# Roles: what a layer does, as tools (summary, diagnostics, probes) read it.
+ACTIVATION = "activation"
+NORMALIZATION = "normalization"
+CONVOLUTION = "convolution"
+DENSE = "dense"
+POOLING = "pooling"
+DROPOUT = "dropout"
+SERIAL = "serial"  # children applied one after another, params/state keyed "0", "1", ...
 
+
+class _Functions(NamedTuple):
     init: InitFn
     apply: ApplyFn
 
 
-def make_layer(
-    name: str, init: InitFn, apply: ApplyFn, children: Sequence[Layer] = (), kind: str = "leaf"
-) -> Layer:
-    """Builds a `Layer`, tagging `init` with a display name for `summary`.
+class Layer(_Functions):
+    """A layer: two pure functions, and plain data about them that tools read.
 
-    `kind` is "leaf", "serial" (children applied one after another) or "branch"
-    (children applied side by side); `summary` uses it to walk nested models.
+    `init, apply = layer` always works (a layer is the pair). Beside the pair it
+    carries `name` (e.g. "Conv(32, 3)"), `children` (the layers it is built from, in
+    the order its params are keyed), `role` (ACTIVATION, NORMALIZATION, CONVOLUTION,
+    DENSE, POOLING, DROPOUT, SERIAL or None) and `info` (a mapping of anything else a
+    tool may need, e.g. {"activation": <ActivationSpec>}). A layer written by a user
+    with this constructor is as visible to `summary` and the diagnostics as a built-in.
     """
-    init.__fcnn_name__ = name  # type: ignore[attr-defined]
-    init.__fcnn_children__ = tuple(children)  # type: ignore[attr-defined]
-    init.__fcnn_kind__ = kind  # type: ignore[attr-defined]
-    return Layer(init, apply)
+
+    def __new__(cls, init: InitFn, apply: ApplyFn, name: str | None = None,
+                children: Sequence["Layer"] = (), role: str | None = None,
+                info: Mapping[str, Any] | None = None):
+        if not (callable(init) and callable(apply)):
+            raise TypeError(
+                f"Layer(init={init!r}, apply={apply!r}): expected two functions, "
+                "init(rng, input_shape) and apply(params, state, x, *, train, rng=None)"
+            )
+        self = super().__new__(cls, init, apply)
+        self.name = name if name is not None else getattr(init, "__qualname__", "layer")
+        self.children = _check_layers(tuple(children), f"{self.name}: children", allow_empty=True)
+        self.role = role
+        self.info = dict(info or {})
+        return self
+
+    def __repr__(self) -> str:
+        if not self.children or "(" in self.name:  # a name with arguments says it all
+            return self.name
+        inner = ",\n".join(repr(child) for child in self.children).replace("\n", "\n  ")
+        return f"{self.name}(\n  {inner}\n)"
+
+    def _replace(self, **changes) -> "Layer":
+        fields = dict(init=self.init, apply=self.apply, name=self.name, children=self.children,
+                      role=self.role, info=self.info)
+        fields.update(changes)
+        return Layer(**fields)
 
 
-def layer_name(layer: Layer) -> str:
-    return getattr(layer.init, "__fcnn_name__", getattr(layer.init, "__qualname__", "layer"))
+def make_layer(name: str, init: InitFn, apply: ApplyFn, children: Sequence[Layer] = (),
+               role: str | None = None, info: Mapping[str, Any] | None = None) -> Layer:
+    """`Layer(init, apply, name, children, role, info)`, the positional form."""
+    return Layer(init, apply, name=name, children=children, role=role, info=info)
+
+
+def walk_layers(layer: Layer):
+    """Yields `layer` and every layer it is built from, depth first."""
+    yield layer
+    for child in layer.children:
+        yield from walk_layers(child)
 
 
 def check_train_flag(train, layer: str) -> bool:
@@ -92,8 +134,8 @@ def _split(rng, n: int):
     return list(jax.random.split(rng, n))
 
 
-def _check_layers(layers, combinator: str) -> tuple[Layer, ...]:
-    if not layers:
+def _check_layers(layers, combinator: str, *, allow_empty: bool = False) -> tuple[Layer, ...]:
+    if not layers and not allow_empty:
         raise ValueError(f"{combinator}() needs at least one layer, got none")
     for i, layer in enumerate(layers):
         if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
@@ -101,7 +143,7 @@ def _check_layers(layers, combinator: str) -> tuple[Layer, ...]:
                 f"{combinator}: argument {i} is {layer!r}: expected a Layer(init, apply) "
                 "(did you forget to call the constructor, e.g. Relu() rather than Relu?)"
             )
-    return tuple(Layer(*layer) for layer in layers)
+    return tuple(layer if isinstance(layer, Layer) else Layer(*layer) for layer in layers)
 
 
 def _check_children(tree, keys, combinator: str, what: str) -> None:
@@ -154,7 +196,7 @@ def serial(*layers: Layer) -> Layer:
             x, new_state[key] = layer.apply(params[key], state[key], x, train=train, rng=layer_rng)
         return x, new_state
 
-    return make_layer("serial", init, apply, layers, kind="serial")
+    return Layer(init, apply, name="serial", children=layers, role=SERIAL)
 
 
 compose = serial
@@ -198,7 +240,7 @@ def parallel(*layers: Layer) -> Layer:
             outs.append(y)
         return tuple(outs), new_state
 
-    return make_layer("parallel", init, apply, layers, kind="branch")
+    return Layer(init, apply, name="parallel", children=layers)
 
 
 def fan_out(num: int) -> Layer:
@@ -314,15 +356,19 @@ def residual(layer: Layer) -> Layer:
         y, new_state = layer.apply(params, state, x, train=train, rng=rng)
         return x + y, new_state
 
-    return make_layer("residual", init, apply, (layer,), kind="serial")
+    return Layer(init, apply, name="residual", children=(layer,))
 
 
 class Intermediate(NamedTuple):
     """One layer's output seen by `apply_with_intermediates`."""
 
     path: str  # keys into params, e.g. "3" or "5/0"
-    name: str  # the layer's display name, e.g. "Relu"
+    layer: Layer  # the layer that produced it (its name, role, info)
     value: Any
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
 
 
 def apply_with_intermediates(
@@ -330,16 +376,16 @@ def apply_with_intermediates(
 ) -> tuple[Any, State, list[Intermediate]]:
     """Applies `model` and also returns every leaf layer's output, in order.
 
-    Walks `serial` models recursively (other combinators count as one layer) and
+    Walks SERIAL layers recursively (other combinators count as one layer) and
     splits the rng exactly as `serial` does, so `y` equals `model.apply(...)`'s.
     Used by diagnostics (dead units, saturation) and the experiments.
     """
     seen: list[Intermediate] = []
 
     def walk(layer, params, state, x, rng, prefix):
-        children = getattr(layer.init, "__fcnn_children__", ())
-        if layer_name(layer) == "serial" and children:
+        if layer.role == SERIAL and layer.children:
             new_state = {}
+            children = layer.children
             for i, (child, child_rng) in enumerate(zip(children, _split(rng, len(children)))):
                 key = str(i)
                 x, new_state[key] = walk(
@@ -347,11 +393,15 @@ def apply_with_intermediates(
                 )
             return x, new_state
         y, new_state = layer.apply(params, state, x, train=train, rng=rng)
-        seen.append(Intermediate(prefix.rstrip("/"), layer_name(layer), y))
+        seen.append(Intermediate(prefix.rstrip("/"), layer, y))
         return y, new_state
 
-    y, new_state = walk(model, params, state, x, rng, "")
+    y, new_state = walk(_as_layer(model), params, state, x, rng, "")
     return y, new_state, seen
+
+
+def _as_layer(model) -> Layer:
+    return _check_layers((model,), "model")[0]
 
 
 def count_params(params) -> int:
@@ -360,41 +410,43 @@ def count_params(params) -> int:
 
 
 def summary(model: Layer, input_shape: Shape, *, print_fn: Callable[[str], None] | None = print) -> str:
-    """Prints (and returns) each layer's output shape and parameter count.
+    """Prints (and returns) each layer's output shape, its trainable parameters and its
+    non-trainable state (running statistics), as counts of scalars.
 
     Shapes are computed abstractly with `jax.eval_shape`: no parameters are
-    materialised, so large models are cheap to summarise.
+    materialised, so large models are cheap to summarise. SERIAL layers are listed
+    child by child; any other layer is one row.
     """
-    rows: list[tuple[str, str, int]] = []
+    rows: list[tuple[str, str, int, int]] = []
 
     def walk(layer: Layer, shape, depth: int):
-        kind = getattr(layer.init, "__fcnn_kind__", "leaf")
-        children = getattr(layer.init, "__fcnn_children__", ())
-        name = "  " * depth + layer_name(layer)
-        if kind == "serial" and children and layer_name(layer) == "serial":
-            for child in children:
+        if layer.role == SERIAL and layer.children:
+            for child in layer.children:
                 shape = walk(child, shape, depth)
             return shape
         captured = {}
 
         def init_only(rng):
             captured["out"], p, s = layer.init(rng, shape)
-            return p
+            return p, s
 
-        abstract = jax.eval_shape(init_only, jax.random.PRNGKey(0))
-        rows.append((name, str(captured["out"]), count_params(abstract)))
+        params, state = jax.eval_shape(init_only, jax.random.PRNGKey(0))
+        rows.append(("  " * depth + layer.name, str(captured["out"]), count_params(params),
+                     count_params(state)))
         return captured["out"]
 
-    out_shape = walk(model, tuple(input_shape), 0)
-    total = sum(r[2] for r in rows)
+    out_shape = walk(_as_layer(model), tuple(input_shape), 0)
+    total, total_state = sum(r[2] for r in rows), sum(r[3] for r in rows)
     width = max([len(r[0]) for r in rows] + [5])
     shape_width = max([len(r[1]) for r in rows] + [12])
-    lines = [f"{'layer':<{width}}  {'output shape':<{shape_width}}  {'params':>10}"]
+    lines = [f"{'layer':<{width}}  {'output shape':<{shape_width}}  {'params':>10}  {'state':>8}"]
     lines.append("-" * len(lines[0]))
-    for name, shape, n in rows:
-        lines.append(f"{name:<{width}}  {shape:<{shape_width}}  {n:>10,}")
+    for name, shape, n, m in rows:
+        lines.append(f"{name:<{width}}  {shape:<{shape_width}}  {n:>10,}  {m:>8,}")
     lines.append("-" * len(lines[0]))
-    lines.append(f"{'total':<{width}}  {str(out_shape):<{shape_width}}  {total:>10,}")
+    lines.append(f"{'total':<{width}}  {str(out_shape):<{shape_width}}  {total:>10,}  {total_state:>8,}")
+    lines.append(f"trainable parameters {total:,}; non-trainable state (running statistics) "
+                 f"{total_state:,}")
     text = "\n".join(lines)
     if print_fn is not None:
         print_fn(text)

@@ -9,8 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fcnn import _checks, initializers
-from fcnn.layers.base import Layer, check_train_flag, make_layer
-from fcnn.ops.conv import CHANNELS_NOT_DIVISIBLE, RANKS, conv, conv_output_shape
+from fcnn.layers.base import CONVOLUTION, Layer, check_train_flag
+from fcnn.ops.conv import CHANNELS_NOT_DIVISIBLE, LOWERINGS, RANKS, conv, conv_output_shape
+from fcnn.ops.lowering import Lowering
 
 
 def Conv(  # noqa: N802 (layers are named like classes, as in stax)
@@ -26,6 +27,7 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
     bias_init=initializers.zeros,
     backward: str = "custom",
     param_dtype=jnp.float32,
+    lowering="auto",
 ) -> Layer:
     """Convolution over 1, 2 or 3 spatial dims with `features` output channels.
 
@@ -33,7 +35,10 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
     {"kernel": (*kernel_size, C_in // groups, features), "bias": (features,)} (no "bias"
     when use_bias=False). An int `kernel_size` takes the number of spatial dims from the
     input rank at init; a tuple fixes it, and an input of another rank is an error.
-    See `fcnn.ops.conv` for the arguments and the backward rule.
+    See `fcnn.ops.conv` for the arguments and the backward rule. `lowering="auto"`
+    (default) lets the op take the matrix-product lowering measured faster on the CPU
+    for few input channels (`fcnn.ops.conv.resolve_lowering`); None keeps XLA's
+    convolution for every pass.
 
     Example: `Conv(2, 3, strides=2, padding=1)` maps (1, 5, 5, 3) to (1, 3, 3, 2) with
     (3*3*3 + 1) * 2 = 56 parameters.
@@ -65,6 +70,9 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         )
     use_bias = _checks.check_bool(use_bias, "use_bias")
     backward = _checks.check_backward(backward)
+    if lowering not in LOWERINGS and not isinstance(lowering, Lowering):
+        raise ValueError(
+            f"lowering={lowering!r}: expected 'auto', None or a fcnn.ops.lowering.Lowering")
     kernel_init = initializers.get(kernel_init)
     bias_init = initializers.get(bias_init)
     name = f"Conv({features}, {kernel_size!r})"
@@ -125,11 +133,11 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         bias = params["bias"] if use_bias else None
         y = conv(
             x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
-            input_dilation=input_dilation, groups=groups, backward=backward,
+            input_dilation=input_dilation, groups=groups, backward=backward, lowering=lowering,
         )
         return y, state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=CONVOLUTION)
 
 
 __all__ = ["Conv"]

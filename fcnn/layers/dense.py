@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fcnn import _checks, initializers
-from fcnn.layers.base import Layer, check_train_flag, make_layer
+from fcnn.layers.base import DENSE, Layer, check_train_flag
 from fcnn.ops.dense import dense
 
 __all__ = ["Dense"]
@@ -65,4 +65,4 @@ def Dense(  # noqa: N802 (layers are named like classes, as in stax)
         bias = params["bias"] if use_bias else None
         return dense(x, kernel, bias, backward=backward), state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=DENSE)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 
 from fcnn._checks import check_backward
-from fcnn.layers.base import Layer, check_train_flag, make_layer, require_rng
+from fcnn.layers.base import DROPOUT, Layer, check_train_flag, require_rng
 from fcnn.ops.dropout import check_mode, check_rate, dropout, spatial_dropout
 
 
@@ -37,7 +37,7 @@ def _dropout_layer(display: str, op, rate, mode: str, backward: str, min_rank: i
             require_rng(rng, display)
         return op(x, rate, rng, train=train, mode=mode, backward=backward), state
 
-    return make_layer(display, init, apply)
+    return Layer(init, apply, name=display, role=DROPOUT)
 
 
 def Dropout(rate: float, mode: str = "inverted", *, shared_axes=(), backward: str = "custom") -> Layer:

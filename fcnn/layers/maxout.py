@@ -9,10 +9,11 @@ k times the parameters of the plain layer. With pieces (w, 0) it is a ReLU, with
 from __future__ import annotations
 
 from fcnn import _checks
-from fcnn.layers.base import Layer, check_train_flag, make_layer
+from fcnn.layers.activations import MaxoutUnits
+from fcnn.layers.base import Layer, check_train_flag
 from fcnn.layers.conv import Conv
 from fcnn.layers.dense import Dense
-from fcnn.ops.activations import check_pieces, maxout
+from fcnn.ops.activations import check_pieces
 
 KINDS = ("dense", "conv")
 
@@ -26,7 +27,8 @@ def Maxout(
     backward: str = "custom",
     **linear_kwargs,
 ) -> Layer:
-    """`features` maxout units of `pieces` linear pieces each.
+    """`features` maxout units of `pieces` linear pieces each: a linear layer with
+    `pieces` times the outputs followed by `MaxoutUnits(pieces)`.
 
     kind="dense": Dense(features * pieces) on (N, ..., in) -> (N, ..., features).
     kind="conv": Conv(features * pieces, kernel_size) on (N, *S, C) -> (N, *S_out,
@@ -34,7 +36,7 @@ def Maxout(
     pieces), "bias": (features * pieces,)}, output channel f * pieces + j being piece
     j of unit f. Other keyword arguments (strides, padding, kernel_init, use_bias,
     param_dtype, ...) go to the linear layer. The gradient reaches only the maximal
-    piece of each unit.
+    piece of each unit. Its children are the linear layer and the units.
     """
     features = _checks.positive_int(features, "features")
     pieces = check_pieces(pieces)
@@ -52,15 +54,16 @@ def Maxout(
         if kernel_size is None:
             raise ValueError('kind="conv": a convolutional maxout layer needs kernel_size')
         linear = Conv(features * pieces, kernel_size, backward=backward, **linear_kwargs)
+    units = MaxoutUnits(pieces, backward=backward)
     name = f"Maxout({features}, pieces={pieces}, {kind})"
 
     def init(rng, input_shape):
         out_shape, params, state = linear.init(rng, input_shape)
-        return tuple(out_shape[:-1]) + (features,), params, state
+        return units.init(rng, out_shape)[0], params, state
 
     def apply(params, state, x, *, train, rng=None):
         check_train_flag(train, name)
         z, state = linear.apply(params, state, x, train=train, rng=rng)
-        return maxout(z, pieces, backward=backward), state
+        return units.apply({}, {}, z, train=train)[0], state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, children=(linear, units))

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fcnn import _checks, initializers
-from fcnn.layers.base import check_train_flag, make_layer
+from fcnn.layers.base import NORMALIZATION, Layer, check_train_flag
 from fcnn.ops.lrn import lrn, lrn_config
 from fcnn.ops import normalization as norm_ops
 from fcnn.ops.normalization import check_epsilon, normalize, normalize_with_stats
@@ -115,7 +115,7 @@ class _Built:
 
 def _channels(shape, axis: int, layer: str) -> int:
     c = shape[axis]
-    if not _checks._is_int(c) or c < 1:
+    if not _checks.is_int(c) or c < 1:
         raise ValueError(
             f"{layer}: input_shape={tuple(shape)}: the channel axis {axis} has size {c!r}; "
             "the number of channels must be known at init (only the batch may be -1)"
@@ -220,7 +220,7 @@ def BatchNorm(
             f"running_average={running_average!r}: expected 'ema' (exponential moving "
             "average with momentum) or 'mean' (average over all training batches)"
         )
-    if not _checks._is_int(axis):
+    if not _checks.is_int(axis):
         raise TypeError(f"axis={axis!r}: expected an int (the channel axis, -1 for channels last)")
     name = "BatchNorm"
     built = _Built(name)
@@ -297,7 +297,7 @@ def BatchNorm(
         )
         return y, new_state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=NORMALIZATION)
 
 
 def _per_example_norm(
@@ -342,7 +342,7 @@ def _per_example_norm(
         )
         return y.reshape(x.shape), state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=NORMALIZATION)
 
 
 def LayerNorm(
@@ -367,8 +367,8 @@ def LayerNorm(
     """
     if axes is not None:
         axes_in = axes
-        axes = (axes,) if _checks._is_int(axes) else tuple(axes)
-        if not axes or not all(_checks._is_int(a) for a in axes):
+        axes = (axes,) if _checks.is_int(axes) else tuple(axes)
+        if not axes or not all(_checks.is_int(a) for a in axes):
             raise TypeError(f"axes={axes_in!r}: expected None, an int or a tuple of ints")
     name = "LayerNorm"
 
@@ -507,4 +507,4 @@ def LRN(
         )
         return y, state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=NORMALIZATION)

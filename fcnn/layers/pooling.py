@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fcnn import _checks
-from fcnn.layers.base import Layer, check_train_flag, make_layer
+from fcnn.layers.base import POOLING, Layer, check_train_flag
 from fcnn.ops.pooling import global_avg_pool, pool, pool_output_shape
 
 __all__ = ["AvgPool", "GlobalAvgPool", "MaxPool"]
@@ -81,7 +81,7 @@ def _pool_layer(kind: str, name: str, window_shape, strides, padding,
         y = pool(x, kind, window_shape, strides, padding, count_include_pad, backward)
         return y, state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=POOLING)
 
 
 def MaxPool(window_shape, strides=None, padding="VALID", backward="custom") -> Layer:  # noqa: N802
@@ -129,4 +129,4 @@ def GlobalAvgPool(backward="custom") -> Layer:  # noqa: N802
         check_train_flag(train, name)
         return global_avg_pool(x, backward), state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name, role=POOLING)

@@ -7,7 +7,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn.layers.base import Layer, check_train_flag, make_layer
+from fcnn.layers.base import Layer, check_train_flag
 
 __all__ = ["Flatten"]
 
@@ -38,4 +38,4 @@ def Flatten() -> Layer:  # noqa: N802
         check_train_flag(train, name)
         return jnp.reshape(x, flat_shape(np.shape(x), "x")), state
 
-    return make_layer(name, init, apply)
+    return Layer(init, apply, name=name)

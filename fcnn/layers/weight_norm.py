@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fcnn import _checks
-from fcnn.layers.base import Layer, _check_layers, layer_name, make_layer
+from fcnn.layers.base import Layer, _check_layers
 from fcnn.ops.normalization import weight_normalize
 
 __all__ = ["WeightNorm"]
@@ -29,7 +29,7 @@ def WeightNorm(layer: Layer, *, backward: str = "custom") -> Layer:  # noqa: N80
     """
     (layer,) = _check_layers((layer,), "WeightNorm")
     _checks.check_backward(backward)
-    name = f"WeightNorm({layer_name(layer)})"
+    name = f"WeightNorm({layer.name})"
 
     def init(rng, input_shape):
         out_shape, params, state = layer.init(rng, input_shape)
@@ -64,4 +64,4 @@ def WeightNorm(layer: Layer, *, backward: str = "custom") -> Layer:  # noqa: N80
         inner["kernel"] = weight_normalize(params["v"], params["g"], backward=backward)
         return layer.apply(inner, state, x, train=train, rng=rng)
 
-    return make_layer(name, init, apply, (layer,))
+    return Layer(init, apply, name=name, children=(layer,), role=layer.role)

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fcnn._checks import check_backward
+from fcnn._checks import check_backward, check_number
+from fcnn.ops.hand_rule import hand_rule
 
 
 def as_float(x) -> jax.Array:
@@ -30,17 +34,6 @@ def as_float(x) -> jax.Array:
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return x
-
-
-def _custom_vjp(plain, fwd, bwd, nondiff_argnums=()):
-    """`plain` as the primal, with the hand-written (fwd, bwd) pair as its VJP."""
-    op = jax.custom_vjp(plain, nondiff_argnums=nondiff_argnums)
-    op.defvjp(fwd, bwd)
-    return op
-
-
-def _pick(backward: str, custom, plain):
-    return custom if check_backward(backward) == "custom" else plain
 
 
 def sum_to_shape(g: jax.Array, shape) -> jax.Array:
@@ -56,12 +49,10 @@ def sum_to_shape(g: jax.Array, shape) -> jax.Array:
 
 def check_real(value, name: str) -> float:
     """Returns `value` as a float after checking it is a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r}: expected a finite real number")
-    return float(value)
+    return check_number(value, name)
 
 
-def _output_rule(f, derivative_from_output):
+def _output_rule(name, f, derivative_from_output):
     """An element-wise op whose derivative is a function of its output y = f(x):
     the forward keeps only y, the backward returns g * f'(x) computed from y."""
 
@@ -72,12 +63,16 @@ def _output_rule(f, derivative_from_output):
     def bwd(y, g):
         return (g * derivative_from_output(y),)
 
-    return _custom_vjp(f, fwd, bwd)
+    return hand_rule(name, f, fwd, bwd)
 
 
 # sigmoid: f = 1 / (1 + e^-x),  f' = f (1 - f): only the output is kept.
-_sigmoid_plain = lax.logistic
-_sigmoid = _output_rule(_sigmoid_plain, lambda y: y * (1 - y))
+def sigmoid_derivative(y):
+    """sigma'(x) from y = sigma(x)."""
+    return y * (1 - y)
+
+
+_SIGMOID = _output_rule("sigmoid", lax.logistic, sigmoid_derivative)
 
 
 def sigmoid(x, *, backward: str = "custom") -> jax.Array:
@@ -85,12 +80,16 @@ def sigmoid(x, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same. Saturates: f'(0) = 1/4 and f' ~ 0 for |x| >> 1.
     """
-    return _pick(backward, _sigmoid, _sigmoid_plain)(as_float(x))
+    return _SIGMOID.select(backward)(as_float(x))
 
 
 # tanh: f' = 1 - f^2 (the notes print -tanh^2, a typo: the derivative at 0 is 1).
-_tanh_plain = jnp.tanh
-_tanh = _output_rule(_tanh_plain, lambda y: 1 - y * y)
+def tanh_derivative(y):
+    """tanh'(x) from y = tanh(x)."""
+    return 1 - y * y
+
+
+_TANH = _output_rule("tanh", jnp.tanh, tanh_derivative)
 
 
 def tanh(x, *, backward: str = "custom") -> jax.Array:
@@ -98,7 +97,7 @@ def tanh(x, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same. tanh(x) = 2 sigmoid(2x) - 1: a zero-centred, rescaled sigmoid.
     """
-    return _pick(backward, _tanh, _tanh_plain)(as_float(x))
+    return _TANH.select(backward)(as_float(x))
 
 
 # relu: f = max(0, x),  f' = [x > 0]  (0 at x = 0). NaN stays NaN (as in jax.nn.relu),
@@ -115,7 +114,7 @@ def _relu_bwd(x, g):
     return (jnp.where(x > 0, g, jnp.zeros_like(g)),)
 
 
-_relu = _custom_vjp(_relu_plain, _relu_fwd, _relu_bwd)
+_RELU = hand_rule("relu", _relu_plain, _relu_fwd, _relu_bwd)
 
 
 def relu(x, *, backward: str = "custom") -> jax.Array:
@@ -123,7 +122,7 @@ def relu(x, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same.
     """
-    return _pick(backward, _relu, _relu_plain)(as_float(x))
+    return _RELU.select(backward)(as_float(x))
 
 
 # prelu: f = x if x > 0 else a x,  df/dx = [x > 0] + a [x <= 0],  df/da = x [x <= 0],
@@ -144,7 +143,7 @@ def _prelu_bwd(res, g):
     return dx, dslope.astype(slope.dtype)
 
 
-_prelu = _custom_vjp(_prelu_plain, _prelu_fwd, _prelu_bwd)
+_PRELU = hand_rule("prelu", _prelu_plain, _prelu_fwd, _prelu_bwd)
 
 
 def _expand_slope(x: jax.Array, slope, name: str) -> jax.Array:
@@ -171,7 +170,7 @@ def prelu(x, slope, *, backward: str = "custom") -> jax.Array:
     non-positive positions that share a (He et al., 2015).
     """
     x = as_float(x)
-    return _pick(backward, _prelu, _prelu_plain)(x, _expand_slope(x, slope, "slope"))
+    return _PRELU.select(backward)(x, _expand_slope(x, slope, "slope"))
 
 
 def leaky_relu(x, negative_slope: float = 0.01, *, backward: str = "custom") -> jax.Array:
@@ -184,7 +183,7 @@ def leaky_relu(x, negative_slope: float = 0.01, *, backward: str = "custom") -> 
         check_real(negative_slope, "negative_slope")
     x = as_float(x)
     slope = jnp.asarray(negative_slope, x.dtype)
-    return _pick(backward, _prelu, _prelu_plain)(x, _expand_slope(x, slope, "negative_slope"))
+    return _PRELU.select(backward)(x, _expand_slope(x, slope, "negative_slope"))
 
 
 def check_rrelu_bounds(lower, upper) -> tuple[float, float]:
@@ -227,7 +226,7 @@ def rrelu(
             "or train=False for the fixed mean slope"
         )
     slope = jax.random.uniform(rng, x.shape, x.dtype, lower, upper)
-    return _pick(backward, _prelu, _prelu_plain)(x, slope)
+    return _PRELU.select(backward)(x, slope)
 
 
 def _split_sign(x):
@@ -257,7 +256,7 @@ def _softplus_bwd(x, g):
     return (g * lax.logistic(x),)
 
 
-_softplus = _custom_vjp(_softplus_plain, _softplus_fwd, _softplus_bwd)
+_SOFTPLUS = hand_rule("softplus", _softplus_plain, _softplus_fwd, _softplus_bwd)
 
 
 def softplus(x, *, backward: str = "custom") -> jax.Array:
@@ -265,7 +264,7 @@ def softplus(x, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same. Finite for every finite x (e.g. softplus(1000) = 1000).
     """
-    return _pick(backward, _softplus, _softplus_plain)(as_float(x))
+    return _SOFTPLUS.select(backward)(as_float(x))
 
 
 # elu: f = x if x > 0 else alpha (e^x - 1),  f' = 1 or alpha e^x (= f + alpha).
@@ -284,7 +283,7 @@ def _elu_bwd(alpha, x, g):
     return (jnp.where(x > 0, g, g * alpha * jnp.exp(xn)),)
 
 
-_elu = _custom_vjp(_elu_plain, _elu_fwd, _elu_bwd, nondiff_argnums=(0,))
+_ELU = hand_rule("elu", _elu_plain, _elu_fwd, _elu_bwd, nondiff_argnums=(0,))
 
 
 def elu(x, alpha: float = 1.0, *, backward: str = "custom") -> jax.Array:
@@ -293,7 +292,7 @@ def elu(x, alpha: float = 1.0, *, backward: str = "custom") -> jax.Array:
     Shapes: any -> same. f' = 1 for x > 0, alpha e^x otherwise.
     """
     alpha = check_real(alpha, "alpha")
-    return _pick(backward, _elu, _elu_plain)(alpha, as_float(x))
+    return _ELU.select(backward)(alpha, as_float(x))
 
 
 # Klambauer et al. (2017): the fixed point of mean 0 and variance 1.
@@ -336,7 +335,7 @@ def _gelu_bwd(approximate, x, g):
     return (g * (cdf + x * pdf),)
 
 
-_gelu = _custom_vjp(_gelu_plain, _gelu_fwd, _gelu_bwd, nondiff_argnums=(0,))
+_GELU = hand_rule("gelu", _gelu_plain, _gelu_fwd, _gelu_bwd, nondiff_argnums=(0,))
 
 
 def gelu(x, approximate: bool = False, *, backward: str = "custom") -> jax.Array:
@@ -347,7 +346,7 @@ def gelu(x, approximate: bool = False, *, backward: str = "custom") -> jax.Array
     """
     if not isinstance(approximate, (bool, np.bool_)):
         raise TypeError(f"approximate={approximate!r}: expected True or False")
-    return _pick(backward, _gelu, _gelu_plain)(bool(approximate), as_float(x))
+    return _GELU.select(backward)(bool(approximate), as_float(x))
 
 
 # silu: f = x s(x),  f' = s + x s (1 - s) = s (1 + x (1 - s)).
@@ -364,7 +363,7 @@ def _silu_bwd(x, g):
     return (g * s * (1 + x * (1 - s)),)
 
 
-_silu = _custom_vjp(_silu_plain, _silu_fwd, _silu_bwd)
+_SILU = hand_rule("silu", _silu_plain, _silu_fwd, _silu_bwd)
 
 
 def silu(x, *, backward: str = "custom") -> jax.Array:
@@ -372,7 +371,7 @@ def silu(x, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same (Elfwing et al., 2018; Ramachandran et al., 2017).
     """
-    return _pick(backward, _silu, _silu_plain)(as_float(x))
+    return _SILU.select(backward)(as_float(x))
 
 
 swish = silu
@@ -403,7 +402,7 @@ def _softmax_bwd(axis, p, g):
     return (p * (g - (g * p).sum(axis=axis, keepdims=True)),)
 
 
-_softmax = _custom_vjp(_softmax_plain, _softmax_fwd, _softmax_bwd, nondiff_argnums=(0,))
+_SOFTMAX = hand_rule("softmax", _softmax_plain, _softmax_fwd, _softmax_bwd, nondiff_argnums=(0,))
 
 
 def softmax(x, axis: int = -1, *, backward: str = "custom") -> jax.Array:
@@ -414,7 +413,7 @@ def softmax(x, axis: int = -1, *, backward: str = "custom") -> jax.Array:
     """
     x = as_float(x)
     axis = _normalize_axis(axis, x.ndim)
-    return _pick(backward, _softmax, _softmax_plain)(axis, x)
+    return _SOFTMAX.select(backward)(axis, x)
 
 
 # log_softmax: l = z - log sum e^z with z = x - max,  dl_i/dx_j = [i = j] - p_j,
@@ -433,8 +432,8 @@ def _log_softmax_bwd(axis, y, g):
     return (g - jnp.exp(y) * g.sum(axis=axis, keepdims=True),)
 
 
-_log_softmax = _custom_vjp(
-    _log_softmax_plain, _log_softmax_fwd, _log_softmax_bwd, nondiff_argnums=(0,)
+_LOG_SOFTMAX = hand_rule(
+    "log_softmax", _log_softmax_plain, _log_softmax_fwd, _log_softmax_bwd, nondiff_argnums=(0,)
 )
 
 
@@ -446,7 +445,7 @@ def log_softmax(x, axis: int = -1, *, backward: str = "custom") -> jax.Array:
     """
     x = as_float(x)
     axis = _normalize_axis(axis, x.ndim)
-    return _pick(backward, _log_softmax, _log_softmax_plain)(axis, x)
+    return _LOG_SOFTMAX.select(backward)(axis, x)
 
 
 # maxout: y_f = max_j x_(f, j) over the k pieces of feature f; the gradient goes to the
@@ -465,7 +464,7 @@ def _maxout_bwd(pieces, winner, g):
     return (routed.reshape(routed.shape[:-2] + (-1,)),)
 
 
-_maxout = _custom_vjp(_maxout_plain, _maxout_fwd, _maxout_bwd, nondiff_argnums=(0,))
+_MAXOUT = hand_rule("maxout", _maxout_plain, _maxout_fwd, _maxout_bwd, nondiff_argnums=(0,))
 
 
 def check_pieces(pieces) -> int:
@@ -492,39 +491,111 @@ def maxout(x, pieces: int, *, backward: str = "custom") -> jax.Array:
             f"maxout: x has shape {x.shape}: the last axis must hold features * pieces "
             f"channels, a multiple of pieces={pieces}"
         )
-    return _pick(backward, _maxout, _maxout_plain)(pieces, x)
+    return _MAXOUT.select(backward)(pieces, x)
 
 
-_ACTIVATIONS = {
-    "sigmoid": sigmoid,
-    "tanh": tanh,
-    "relu": relu,
-    "leaky_relu": leaky_relu,
-    "prelu": prelu,
-    "rrelu": rrelu,
-    "softplus": softplus,
-    "elu": elu,
-    "selu": selu,
-    "gelu": gelu,
-    "silu": silu,
-    "swish": swish,
-    "softmax": softmax,
-    "log_softmax": log_softmax,
-}
+# ----------------------------------------------------------------------------------
+# The table: every activation once. The layers (fcnn.layers.activations) and the
+# diagnostics (fcnn.diagnostics) are generated from it, so adding an element-wise
+# activation is its op above plus one entry here.
 
-ACTIVATION_NAMES = tuple(_ACTIVATIONS)
+
+def _boolean(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}={value!r}: expected True or False")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class ActivationSpec:
+    """One activation as every tool sees it.
+
+    name: the registry name, `fcnn.Activation(name)`.
+    fn: the op, fn(x, **options, backward=...).
+    layer: the layer constructor's name, `fcnn.<layer>(**options)`.
+    options: keyword options of the op -> (default, check(value, name) -> value).
+    derivative_from_output: y -> f'(x) with y = f(x), for activations that saturate
+      (sigmoid, tanh); diagnostics count a value as saturated when this is below 10%
+      of its value at x = 0. None for activations without saturating tails.
+    family: "relu" for the rectifiers (identity for x > 0, a fixed, random or
+      learned slope below), used by the studies to group them; else None.
+    kind: how the layer is built: "elementwise" (generated from this entry),
+      "parametric" (PReLU: a learned slope), "stochastic" (RReLU: needs an rng),
+      "axis" (softmax: normalises along an axis), "pieces" (maxout: shrinks the last
+      axis); the non-elementwise kinds have a hand-written layer.
+    """
+
+    name: str
+    fn: Callable
+    layer: str
+    options: Mapping[str, tuple[Any, Callable]] = field(default_factory=dict)
+    derivative_from_output: Callable | None = None
+    family: str | None = None
+    kind: str = "elementwise"
+
+    @property
+    def saturates(self) -> bool:
+        return self.derivative_from_output is not None
+
+
+ACTIVATIONS: dict[str, ActivationSpec] = {spec.name: spec for spec in (
+    ActivationSpec("sigmoid", sigmoid, "Sigmoid", derivative_from_output=sigmoid_derivative),
+    ActivationSpec("tanh", tanh, "Tanh", derivative_from_output=tanh_derivative),
+    ActivationSpec("relu", relu, "Relu", family="relu"),
+    ActivationSpec("leaky_relu", leaky_relu, "LeakyRelu",
+                   {"negative_slope": (0.01, check_real)}, family="relu"),
+    ActivationSpec("prelu", prelu, "PRelu", family="relu", kind="parametric"),
+    ActivationSpec("rrelu", rrelu, "RRelu", family="relu", kind="stochastic"),
+    ActivationSpec("softplus", softplus, "Softplus"),
+    ActivationSpec("elu", elu, "Elu", {"alpha": (1.0, check_real)}),
+    ActivationSpec("selu", selu, "Selu"),
+    ActivationSpec("gelu", gelu, "Gelu", {"approximate": (False, _boolean)}),
+    ActivationSpec("silu", silu, "Silu"),
+    ActivationSpec("softmax", softmax, "Softmax", kind="axis"),
+    ActivationSpec("log_softmax", log_softmax, "LogSoftmax", kind="axis"),
+    ActivationSpec("maxout", maxout, "MaxoutUnits", kind="pieces"),
+)}
+# Other names for the same activation (the spec, the op and the layer are shared).
+ALIASES = {"swish": "silu"}
+
+# The built-in names (activation_names() also lists those registered since).
+ACTIVATION_NAMES = tuple(list(ACTIVATIONS)[:11] + list(ALIASES) + list(ACTIVATIONS)[11:])
+
+
+def activation_names() -> tuple[str, ...]:
+    """Every name `activation_spec` accepts: the built-in ones, then any registered."""
+    return ACTIVATION_NAMES + tuple(n for n in ACTIVATIONS if n not in ACTIVATION_NAMES)
+
+
+def register_activation(spec: ActivationSpec) -> ActivationSpec:
+    """Adds an activation to the table from outside the library: `fcnn.Activation(name)`
+    then builds its layer and the diagnostics measure it like a built-in one."""
+    if not isinstance(spec, ActivationSpec):
+        raise TypeError(f"spec={spec!r}: expected an ActivationSpec")
+    if spec.name in activation_names():
+        raise ValueError(f"activation {spec.name!r} is already in the table")
+    if spec.kind != "elementwise":
+        raise ValueError(f"spec.kind={spec.kind!r}: only element-wise activations can be registered; "
+                         "write a Layer with role ACTIVATION for the others")
+    ACTIVATIONS[spec.name] = spec
+    return spec
+
+
+def activation_spec(name: str) -> ActivationSpec:
+    """The table entry registered under `name` (one of `activation_names()`)."""
+    if not isinstance(name, str):
+        raise TypeError(f"activation={name!r}: expected a name (str), one of {activation_names()}")
+    if name not in activation_names():
+        raise ValueError(
+            f"activation={name!r}: unknown activation; valid names are {activation_names()}"
+        )
+    return ACTIVATIONS[ALIASES.get(name, name)]
 
 
 def get_activation(name: str):
     """The activation function registered under `name` (one of ACTIVATION_NAMES).
 
-    prelu takes a slope array and rrelu takes train/rng; the others need only x.
-    `fcnn.Activation(name)` builds the matching layer.
+    prelu takes a slope array, rrelu takes train/rng and maxout the number of pieces;
+    the others need only x. `fcnn.Activation(name)` builds the matching layer.
     """
-    if not isinstance(name, str):
-        raise TypeError(f"activation={name!r}: expected a name (str), one of {ACTIVATION_NAMES}")
-    if name not in _ACTIVATIONS:
-        raise ValueError(
-            f"activation={name!r}: unknown activation; valid names are {ACTIVATION_NAMES}"
-        )
-    return _ACTIVATIONS[name]
+    return activation_spec(name).fn

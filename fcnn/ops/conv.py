@@ -5,14 +5,15 @@ Layout is channels-last: x is (N, *S, C_in), the kernel is (*K, C_in // groups, 
 worked numbers, is in docs/derivations/conv.md.
 
 The forward and the two gradients are three small functions (`_conv_forward`,
-`_conv_input_grad`, `_conv_kernel_grad`) on one static `ConvConfig`, so how each one is
-lowered (a direct convolution, patches times a matrix, ...) can change without
-changing what `conv` computes.
+`_conv_input_grad`, `_conv_kernel_grad`) on one static `ConvConfig`; the op `CONV`
+pairs them as forward and hand-written backward. `CONV_LOWERED` is the same rule with
+some passes lowered to matrix products (`fcnn.ops.lowering`), chosen only when asked
+(`lowering="auto"`, which the `Conv` layer passes): how a pass is lowered changes
+its speed, never what `conv` computes.
 """
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import jax
@@ -22,6 +23,7 @@ from jax import lax
 
 from fcnn import _checks
 from fcnn.ops import lowering
+from fcnn.ops.hand_rule import hand_rule
 
 RANKS = (3, 4, 5)
 _SPATIAL_LETTERS = {1: "W", 2: "HW", 3: "DHW"}
@@ -247,22 +249,59 @@ def _add_bias(y, bias):
 
 
 # ----------------------------------------------------------------------------------
-# The op: forward, residuals and backward side by side.
+# The op: forward, residuals and backward side by side (the textbook rule).
 
+
+def _forward(config: ConvConfig, x, kernel, bias):
+    return _add_bias(_conv_forward(x, kernel, config), bias)
+
+
+def _conv_fwd(config: ConvConfig, x, kernel, bias):
+    return _forward(config, x, kernel, bias), (x, kernel, bias)
+
+
+def _conv_bwd(config: ConvConfig, residuals, dy):
+    """dx = full correlation of the stride-dilated dy with the flipped kernel;
+    dw = correlation of the padded input with dy, per group; db = sum of dy."""
+    x, kernel, bias = residuals
+    dx = _conv_input_grad(dy, kernel, config, x.shape[1:-1])
+    dw = _conv_kernel_grad(x, dy, config, kernel.shape[:-2])
+    db = None if bias is None else _bias_grad(dy).astype(bias.dtype)
+    return dx.astype(x.dtype), dw.astype(kernel.dtype), db
+
+
+CONV = hand_rule("conv", _forward, _conv_fwd, _conv_bwd, nondiff_argnums=(0,))
+
+
+# ----------------------------------------------------------------------------------
+# The same rule with its passes lowered to matrix products (`fcnn.ops.lowering`): an
+# opt-in piece beside the textbook one. `route` names each pass's lowering; "xla"
+# keeps the textbook computation for that pass.
 
 XLA_EVERYWHERE = lowering.Lowering("xla", "xla", "xla")
+LOWERINGS = (None, "auto")
 
 
-def _lowering_for(x_shape, kernel_shape) -> lowering.Lowering:
-    """Which lowering runs each pass: XLA's convolution, except on the CPU where a
-    matrix-product lowering was measured faster for this shape (few input channels)."""
+def resolve_lowering(choice, x_shape, kernel_shape) -> lowering.Lowering:
+    """The route of each pass for `conv(..., lowering=choice)`.
+
+    None: the textbook computations (XLA's convolution) everywhere. "auto": on the
+    CPU, the lowering `lowering.choose_lowering` measured faster for this shape (few
+    input channels per group); the textbook computations on every other backend. A
+    `lowering.Lowering` is taken as it is.
+    """
+    if choice is None:
+        return XLA_EVERYWHERE
+    if isinstance(choice, lowering.Lowering):
+        return choice
+    if choice != "auto":
+        raise ValueError(
+            f"lowering={choice!r}: expected None (the textbook rule), 'auto' (the measured "
+            "matrix-product lowering on the CPU) or a fcnn.ops.lowering.Lowering"
+        )
     if jax.default_backend() != "cpu":
         return XLA_EVERYWHERE
     return lowering.choose_lowering(x_shape, kernel_shape)
-
-
-def _lowered(name: str):
-    return getattr(lowering, name)
 
 
 def _config_args(config: ConvConfig) -> dict:
@@ -270,40 +309,37 @@ def _config_args(config: ConvConfig) -> dict:
                 input_dilation=config.input_dilation, groups=config.groups)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _conv_custom(config, x, kernel, bias):
-    route = _lowering_for(x.shape, kernel.shape).forward
-    if route == "xla":
-        return _add_bias(_conv_forward(x, kernel, config), bias)
-    return _add_bias(_lowered(route)(x, kernel, **_config_args(config)), bias)
+def _lowered_forward(config: ConvConfig, route: lowering.Lowering, x, kernel, bias):
+    if route.forward == "xla":
+        return _forward(config, x, kernel, bias)
+    y = getattr(lowering, route.forward)(x, kernel, **_config_args(config))
+    return _add_bias(y, bias)
 
 
-def _conv_custom_fwd(config, x, kernel, bias):
-    return _conv_custom(config, x, kernel, bias), (x, kernel, bias)
+def _lowered_fwd(config, route, x, kernel, bias):
+    return _lowered_forward(config, route, x, kernel, bias), (x, kernel, bias)
 
 
-def _conv_custom_bwd(config, residuals, dy):
+def _lowered_bwd(config: ConvConfig, route: lowering.Lowering, residuals, dy):
     x, kernel, bias = residuals
-    ndim = x.ndim - 2
-    route = _lowering_for(x.shape, kernel.shape)
     if route.input_grad == "xla":
         dx = _conv_input_grad(dy, kernel, config, x.shape[1:-1])
     else:
-        dx = _lowered(route.input_grad)(dy, kernel, x.shape, **_config_args(config))
+        dx = getattr(lowering, route.input_grad)(dy, kernel, x.shape, **_config_args(config))
     if route.kernel_grad == "xla":
-        dw = _conv_kernel_grad(x, dy, config, kernel.shape[:ndim])
+        dw = _conv_kernel_grad(x, dy, config, kernel.shape[:-2])
     else:
-        dw = _lowered(route.kernel_grad)(x, dy, kernel.shape, **_config_args(config))
-    dx, dw = dx.astype(x.dtype), dw.astype(kernel.dtype)
+        dw = getattr(lowering, route.kernel_grad)(x, dy, kernel.shape, **_config_args(config))
     db = None if bias is None else _bias_grad(dy).astype(bias.dtype)
-    return dx, dw, db
+    return dx.astype(x.dtype), dw.astype(kernel.dtype), db
 
 
-_conv_custom.defvjp(_conv_custom_fwd, _conv_custom_bwd)
+CONV_LOWERED = hand_rule("conv/lowered", _lowered_forward, _lowered_fwd, _lowered_bwd,
+                         nondiff_argnums=(0, 1))
 
 
 def conv(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1, input_dilation=1,
-         groups=1, backward="custom"):
+         groups=1, backward="custom", lowering=None):
     """N-d convolution (cross-correlation, as in CNNs) with an optional bias.
 
     Shapes: x (N, *S, C_in), kernel (*K, C_in // groups, C_out), bias (C_out,) or None;
@@ -323,7 +359,11 @@ def conv(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1, input_d
     with F the dilated window and r the high-end cells the stride skipped.
 
     `backward="custom"` uses that hand-written rule; `backward="autodiff"` differentiates
-    the same forward with JAX. Mixed dtypes are promoted (integers to float).
+    the same forward with JAX. `lowering` (default None: XLA's convolution for the
+    three passes, as written above) opts into the matrix-product lowering of the
+    passes where it was measured faster: "auto" (on the CPU only, see
+    `resolve_lowering`) or an explicit `fcnn.ops.lowering.Lowering`. Every route
+    computes the same thing. Mixed dtypes are promoted (integers to float).
     """
     _checks.check_backward(backward)
     x_shape, kernel_shape = np.shape(x), np.shape(kernel)
@@ -339,9 +379,10 @@ def conv(x, kernel, bias=None, *, strides=1, padding="SAME", dilation=1, input_d
         dtype = jnp.promote_types(dtype, jnp.float32)
     x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
     bias = None if bias is None else jnp.asarray(bias, dtype)
-    if backward == "autodiff":
-        return _add_bias(_conv_forward(x, kernel, config), bias)
-    return _conv_custom(config, x, kernel, bias)
+    route = resolve_lowering(lowering, x.shape, kernel.shape)
+    if route == XLA_EVERYWHERE:
+        return CONV.select(backward)(config, x, kernel, bias)
+    return CONV_LOWERED.select(backward)(config, route, x, kernel, bias)
 
 
 __all__ = ["ConvConfig", "conv", "conv_output_shape"]

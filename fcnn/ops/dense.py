@@ -6,12 +6,12 @@ Derivation and a small numeric example: docs/derivations/pooling_dense.md, secti
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from fcnn import _checks
+from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["dense"]
 
@@ -31,11 +31,6 @@ def _forward(x, kernel, bias):
     return y if bias is None else _add_bias(y, bias)
 
 
-@jax.custom_vjp
-def _dense(x, kernel, bias):
-    return _forward(x, kernel, bias)
-
-
 def _dense_fwd(x, kernel, bias):
     return _forward(x, kernel, bias), (x, kernel, bias)
 
@@ -51,7 +46,7 @@ def _dense_bwd(residuals, g):
     return dx.astype(x.dtype), dkernel.astype(kernel.dtype), dbias
 
 
-_dense.defvjp(_dense_fwd, _dense_bwd)
+DENSE = hand_rule("dense", _forward, _dense_fwd, _dense_bwd)
 
 
 def dense(x, kernel, bias=None, *, backward="custom"):
@@ -86,6 +81,4 @@ def dense(x, kernel, bias=None, *, backward="custom"):
     dtype = jnp.result_type(x, kernel, *(() if bias is None else (bias,)))
     x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
     bias = None if bias is None else jnp.asarray(bias, dtype)
-    if backward == "autodiff":
-        return _forward(x, kernel, bias)
-    return _dense(x, kernel, bias)
+    return DENSE.select(backward)(x, kernel, bias)

@@ -24,6 +24,7 @@ import numpy as np
 
 from fcnn._checks import check_backward
 from fcnn.ops.activations import as_float, sum_to_shape
+from fcnn.ops.hand_rule import hand_rule
 
 MODES = ("inverted", "scale_at_test")
 
@@ -72,8 +73,7 @@ def _apply_mask_bwd(res, g):
     return g * mask, sum_to_shape(g * x, mask.shape)
 
 
-_apply_mask = jax.custom_vjp(_apply_mask_plain)
-_apply_mask.defvjp(_apply_mask_fwd, _apply_mask_bwd)
+APPLY_MASK = hand_rule("dropout", _apply_mask_plain, _apply_mask_fwd, _apply_mask_bwd)
 
 
 def _normalize_axes(axes, ndim: int, name: str) -> tuple[int, ...]:
@@ -120,7 +120,7 @@ def dropout(
             "dropout(train=True) needs an rng to draw the mask: pass rng=key, or "
             "train=False for evaluation"
         )
-    apply = _apply_mask if backward == "custom" else _apply_mask_plain
+    apply = APPLY_MASK.select(backward)
     known_zero = not isinstance(rate, jax.core.Tracer) and float(rate) == 0.0
     if known_zero or (not train and mode == "inverted"):
         return x

@@ -15,16 +15,15 @@ j), so the hand-derived backward is
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 from fcnn import _checks
+from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["lrn", "lrn_config"]
 
@@ -56,7 +55,7 @@ def lrn_config(size=None, depth_radius=None, k=2.0, alpha=1e-4, beta=0.75, alpha
                 "(the window is centred on each channel)"
             )
     if depth_radius is not None:
-        if not _checks._is_int(depth_radius) or depth_radius < 0:
+        if not _checks.is_int(depth_radius) or depth_radius < 0:
             raise ValueError(f"depth_radius={depth_radius!r}: expected an int >= 0")
         depth_radius = int(depth_radius)
         if size is not None and size != 2 * depth_radius + 1:
@@ -94,8 +93,7 @@ def _lrn_forward(x, radius, k, alpha, beta, axis):
     return x * s, (x, d, s)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
-def _lrn_custom(x, radius, k, alpha, beta, axis):
+def _lrn_plain(x, radius, k, alpha, beta, axis):
     return _lrn_forward(x, radius, k, alpha, beta, axis)[0]
 
 
@@ -106,7 +104,7 @@ def _lrn_bwd(radius, k, alpha, beta, axis, res, g):
     return (g * s - 2.0 * alpha * beta * x * _window_sum(g * x * s / d, radius, axis),)
 
 
-_lrn_custom.defvjp(lambda x, r, k, a, b, ax: _lrn_forward(x, r, k, a, b, ax), _lrn_bwd)
+LRN = hand_rule("lrn", _lrn_plain, _lrn_forward, _lrn_bwd, nondiff_argnums=(1, 2, 3, 4, 5))
 
 
 def lrn(
@@ -136,12 +134,10 @@ def lrn(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x has dtype {x.dtype}: expected a floating-point array")
-    if not _checks._is_int(axis) or not -x.ndim <= axis < x.ndim:
+    if not _checks.is_int(axis) or not -x.ndim <= axis < x.ndim:
         raise ValueError(
             f"axis={axis!r}: out of range for an input of rank {x.ndim} (shape {x.shape}); "
             f"expected an int in {-x.ndim}..{x.ndim - 1}"
         )
     axis = int(axis) % x.ndim
-    if backward == "custom":
-        return _lrn_custom(x, radius, k, alpha, beta, axis)
-    return _lrn_forward(x, radius, k, alpha, beta, axis)[0]
+    return LRN.select(backward)(x, radius, k, alpha, beta, axis)

@@ -25,16 +25,15 @@ shape they were given.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
 from fcnn import _checks
+from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["check_epsilon", "normalize", "normalize_with_stats", "weight_normalize"]
 
@@ -147,8 +146,7 @@ def _normalize_forward(x, scale, bias, axes, epsilon, axis_name):
     return (xhat * scale + bias, mean, var), (xhat, inv_std, scale, bias)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
-def _normalize_custom(x, scale, bias, axes, epsilon, axis_name):
+def _normalize_plain(x, scale, bias, axes, epsilon, axis_name):
     return _normalize_forward(x, scale, bias, axes, epsilon, axis_name)[0]
 
 
@@ -176,9 +174,8 @@ def _normalize_bwd(axes, epsilon, axis_name, res, cotangents):
     return dx, dscale, dbias
 
 
-_normalize_custom.defvjp(
-    lambda x, s, b, axes, eps, name: _normalize_forward(x, s, b, axes, eps, name), _normalize_bwd
-)
+NORMALIZE = hand_rule("normalize", _normalize_plain, _normalize_forward, _normalize_bwd,
+                      nondiff_argnums=(3, 4, 5))
 
 
 def _prepare(x, params, names):
@@ -225,10 +222,7 @@ def normalize(
     scale = jnp.ones((), jnp.result_type(x)) if scale is None else scale
     bias = jnp.zeros((), jnp.result_type(x)) if bias is None else bias
     x, (scale, bias), out_dtype = _prepare(x, (scale, bias), ("scale", "bias"))
-    if backward == "custom":
-        y, mean, var = _normalize_custom(x, scale, bias, axes, epsilon, axis_name)
-    else:
-        y, mean, var = _normalize_forward(x, scale, bias, axes, epsilon, axis_name)[0]
+    y, mean, var = NORMALIZE.select(backward)(x, scale, bias, axes, epsilon, axis_name)
     return y.astype(out_dtype), mean, var
 
 
@@ -241,8 +235,7 @@ def _with_stats_forward(x, mean, var, scale, bias, epsilon):
     return xhat * scale + bias, (xhat, inv_std, mean, var, scale, bias)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _with_stats_custom(x, mean, var, scale, bias, epsilon):
+def _with_stats_plain(x, mean, var, scale, bias, epsilon):
     return _with_stats_forward(x, mean, var, scale, bias, epsilon)[0]
 
 
@@ -260,9 +253,8 @@ def _with_stats_bwd(epsilon, res, dy):
     )
 
 
-_with_stats_custom.defvjp(
-    lambda x, m, v, s, b, eps: _with_stats_forward(x, m, v, s, b, eps), _with_stats_bwd
-)
+WITH_STATS = hand_rule("normalize_with_stats", _with_stats_plain, _with_stats_forward,
+                       _with_stats_bwd, nondiff_argnums=(5,))
 
 
 def normalize_with_stats(
@@ -285,10 +277,7 @@ def normalize_with_stats(
     x, (mean, var, scale, bias), out_dtype = _prepare(
         x, (mean, var, scale, bias), ("mean", "var", "scale", "bias")
     )
-    if backward == "custom":
-        y = _with_stats_custom(x, mean, var, scale, bias, epsilon)
-    else:
-        y = _with_stats_forward(x, mean, var, scale, bias, epsilon)[0]
+    y = WITH_STATS.select(backward)(x, mean, var, scale, bias, epsilon)
     return y.astype(out_dtype)
 
 
@@ -300,8 +289,7 @@ def _weight_norm_forward(v, g, axes):
     return g * v / norm, (v, g, norm)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _weight_norm_custom(v, g, axes):
+def _weight_norm_plain(v, g, axes):
     return _weight_norm_forward(v, g, axes)[0]
 
 
@@ -314,7 +302,8 @@ def _weight_norm_bwd(axes, res, dw):
     return _sum_to(dv, v.shape), _sum_to(dg_full, g.shape)
 
 
-_weight_norm_custom.defvjp(lambda v, g, axes: _weight_norm_forward(v, g, axes), _weight_norm_bwd)
+WEIGHT_NORM = hand_rule("weight_normalize", _weight_norm_plain, _weight_norm_forward,
+                        _weight_norm_bwd, nondiff_argnums=(2,))
 
 
 def weight_normalize(v, g, *, axes=None, backward: str = "custom"):
@@ -343,7 +332,5 @@ def weight_normalize(v, g, *, axes=None, backward: str = "custom"):
                 f"{axes} of v (shape {v.shape}); one g per output unit is shape "
                 f"({v.shape[-1]},)"
             )
-    if backward == "custom":
-        return _weight_norm_custom(v, g, axes)
-    return _weight_norm_forward(v, g, axes)[0]
+    return WEIGHT_NORM.select(backward)(v, g, axes)
 

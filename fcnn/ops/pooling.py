@@ -50,6 +50,7 @@ import numpy as np
 from jax import lax
 
 from fcnn import _checks
+from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["avg_pool", "global_avg_pool", "max_pool", "pool", "pool_output_shape"]
 
@@ -341,9 +342,9 @@ def _spread_avg(cfg: _PoolConfig, g):
     return _crop_pads(_scatter_windows(contributions, padded, cfg), cfg)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _pool(x, cfg: _PoolConfig):
-    return _forward(x, cfg)
+# The op: forward, residuals and backward side by side.
+#   max: y[W] = max_{i in W} x[i];  dx[i] = sum_W g[W] [i = first argmax of W]
+#   avg: y[W] = sum_{i in W} x[i] / divisor[W];  dx[i] = sum_{W contains i} g[W] / divisor[W]
 
 
 def _pool_fwd(x, cfg: _PoolConfig):
@@ -360,17 +361,15 @@ def _pool_bwd(cfg: _PoolConfig, residuals, g):
     return (_backward(cfg, index, g).astype(dtype_marker.dtype),)
 
 
-_pool.defvjp(_pool_fwd, _pool_bwd)
-
-
-_argmax_jit = jax.jit(_argmax, static_argnums=0)
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _backward(cfg: _PoolConfig, index, g):
     if cfg.kind == "avg":
         return _spread_avg(cfg, g)
     return _route_max(cfg, index, g)
+
+
+_argmax_jit = jax.jit(_argmax, static_argnums=0)
+POOL = hand_rule("pool", _forward, _pool_fwd, _pool_bwd, nondiff_argnums=(1,))
 
 
 def pool(
@@ -390,9 +389,7 @@ def pool(
     padding = _checks.check_padding(padding)
     x = _check_input(x, name)
     cfg = _config(x.shape, kind, window_shape, strides, padding, count_include_pad, name, path)
-    if backward == "autodiff":
-        return _forward(x, cfg)
-    return _pool(x, cfg)
+    return POOL.select(backward)(x, cfg)
 
 
 def max_pool(x, window_shape, strides=None, padding="VALID", backward="custom"):
@@ -436,13 +433,12 @@ def avg_pool(
 # ---------------------------------------------------------------- global average
 
 
-@jax.custom_vjp
-def _global_avg_pool(x):
+def _global_avg_pool_plain(x):
     return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
 
 
 def _global_avg_pool_fwd(x):
-    return _global_avg_pool(x), x  # only x's shape is used; jit drops the buffer
+    return _global_avg_pool_plain(x), x  # only x's shape is used; jit drops the buffer
 
 
 def _global_avg_pool_bwd(x, g):
@@ -453,7 +449,8 @@ def _global_avg_pool_bwd(x, g):
     return (jnp.broadcast_to(g, shape).astype(dtype),)
 
 
-_global_avg_pool.defvjp(_global_avg_pool_fwd, _global_avg_pool_bwd)
+GLOBAL_AVG_POOL = hand_rule("global_avg_pool", _global_avg_pool_plain, _global_avg_pool_fwd,
+                            _global_avg_pool_bwd)
 
 
 def global_avg_pool(x, backward="custom"):
@@ -466,9 +463,7 @@ def global_avg_pool(x, backward="custom"):
     """
     _checks.check_backward(backward)
     x = _check_input(x, "global_avg_pool")
-    if backward == "autodiff":
-        return jnp.mean(x, axis=tuple(range(1, x.ndim - 1)))
-    return _global_avg_pool(x)
+    return GLOBAL_AVG_POOL.select(backward)(x)
 
 
 def pool_output_shape(input_shape, window_shape, strides=None, padding="VALID", *,
