@@ -11,145 +11,174 @@ or with --tune-lr its own rate picked on the validation split from --lr-grid.
 
 Measured: training loss and error per step, test accuracy per epoch, wall time;
 steps to a smoothed training error of 25% (the AlexNet figure), 10%, 5% and 2%;
-per layer on a held-out batch: dead units (never active), active units (the notes:
-about 50% for ReLU), saturated units (sigmoid/tanh), and the gradient norm.
+per layer on a held-out batch: dead units (never active), active units, saturated
+units (sigmoid/tanh), and the gradient norm.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
-from experiments import cli, plots, runner, verdicts
-from experiments.models import activation_cnn
+from fcnn.models import refnet
+from fcnn.ops.activations import activation_spec
+
+from experiments.core import claims, plots, probes, report, study
+from experiments.core.study import option
+from experiments.core.search import grid_search
+from experiments.core.training import SMOOTHING, Variant
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "softplus", "elu", "maxout")
-QUICK_ACTIVATIONS = ("sigmoid", "tanh", "relu")
 TARGETS = (0.25, 0.10, 0.05, 0.02)
-LR_GRID = (0.003, 0.01, 0.03, 0.1)
 EARLY_LAYERS = ("conv1", "conv2")
-WIDTHS = (16, 32)
-HIDDEN = 128
+WIDTHS, HIDDEN = (16, 32), 128
 
+
+@dataclass(frozen=True)
+class Config(study.Config):
+    activations: tuple[str, ...] = option(
+        ACTIVATIONS, quick=("sigmoid", "tanh", "relu"), choices=ACTIVATIONS,
+        help="activations to compare")
+    tune_lr: bool = option(False, help="pick each activation's learning rate on the validation "
+                                       "split from --lr-grid (a fair comparison), then train with it")
+    lr_grid: tuple[float, ...] = option((0.003, 0.01, 0.03, 0.1),
+                                        help="learning rates tried by --tune-lr")
+
+
+def _steps(target: float) -> str:
+    return report.target_key(target)
+
+
+def _relu_family(table) -> list[str]:
+    return [n for n in table if n in ACTIVATIONS and activation_spec(n).family == "relu"]
+
+
+def _faster_at_targets(fast_of, slow: list[str]):
+    def check(f: claims.Findings) -> claims.Judgement:
+        parts = [claims.faster(f.table, fast_of(f.table), slow, _steps(t), f.facts["budget"])
+                 for t in TARGETS]
+        return claims.majority(parts, [f"{100 * t:g}%" for t in TARGETS])
+    return check
+
+
+def _sigmoid_smallest(prefix: str):
+    def check(f: claims.Findings) -> claims.Judgement:
+        others = [n for n in f.table if n != "sigmoid"]
+        return claims.every([claims.smallest(f.table, "sigmoid", f"{prefix}/{layer}", others)
+                             for layer in EARLY_LAYERS], EARLY_LAYERS)
+    return check
+
+
+TARGETS_TEXT = ", ".join(f"{100 * t:g}%" for t in TARGETS)
 CLAIMS = (
-    "ReLU-family units reach the training-error targets (25%, 10%, 5%, 2%) in fewer steps than "
-    "tanh units (the ratios are reported)",
-    "tanh units reach them in fewer steps than sigmoid units",
-    "sigmoid has the smallest gradients in the early layers (at initialisation, and averaged over "
-    "training)",
+    claims.Claim(f"ReLU-family units reach the training-error targets ({TARGETS_TEXT}) in fewer "
+                 "steps than tanh units (at most of the targets)",
+                 _faster_at_targets(_relu_family, ["tanh"])),
+    claims.Claim(f"tanh units reach the training-error targets ({TARGETS_TEXT}) in fewer steps "
+                 "than sigmoid units (at most of the targets)",
+                 _faster_at_targets(lambda table: ["tanh"], ["sigmoid"])),
+    claims.Claim(f"sigmoid has the smallest gradients in the early layers ({', '.join(EARLY_LAYERS)}), "
+                 "at initialisation", _sigmoid_smallest("grad_init")),
+    claims.Claim(f"sigmoid has the smallest gradients in the early layers ({', '.join(EARLY_LAYERS)}), "
+                 "averaged over training", _sigmoid_smallest("grad_mean")),
 )
 
 
-def add_arguments(group):
-    group.add_argument("--activations", type=cli.name_list(ACTIVATIONS, "activations"), default=None,
-                       metavar="A,B,...",
-                       help=f"activations to compare (default: all of {', '.join(ACTIVATIONS)}; "
-                            f"with --quick: {', '.join(QUICK_ACTIVATIONS)})")
-    group.add_argument("--tune-lr", action="store_true",
-                       help="pick each activation's learning rate on the validation split from "
-                            "--lr-grid (a fair comparison), then train with it")
-    group.add_argument("--lr-grid", type=cli.number_list(float, "learning rates"), default=LR_GRID,
-                       metavar="X,Y,...",
-                       help=f"learning rates tried by --tune-lr (default: {','.join(map(str, LR_GRID))})")
+def variant(name: str, num_classes: int, lr=None) -> Variant:
+    return Variant(name=name, model=refnet(num_classes, name, widths=WIDTHS, hidden=HIDDEN), lr=lr,
+                   probe=probes.units_probe, info={"activation": name})
 
 
-def build(name: str, num_classes: int, lr=None) -> runner.Variant:
-    return runner.Variant(
-        name=name, model=activation_cnn(num_classes, name, widths=WIDTHS, hidden=HIDDEN),
-        lr=lr, optimizer="momentum", probe=runner.units_probe, info={"activation": name},
-    )
-
-
-def run(run: runner.Run) -> None:
-    s = run.settings
-    names = s.options.get("activations") or (QUICK_ACTIVATIONS if s.quick else ACTIVATIONS)
-    num_classes = run.data.get().num_classes
-    run.targets = TARGETS
-    run.notes.append(
-        f"Network: refnet widths {WIDTHS}, hidden {HIDDEN}, LeCun-normal init, SGD momentum 0.9; "
-        f"training error = mean over the last {runner.SMOOTHING} mini-batches; unit statistics on "
-        f"{runner.QUICK['probe_size'] if s.quick else runner.PROBE_SIZE} held-out validation images.")
-    lrs = {name: s.lr for name in names}
-    if s.options.get("tune_lr"):
-        grid = tuple(s.options["lr_grid"])
-        run.plan([build(n, num_classes, grid) for n in names], seeds=1)
-        run.plan([build(n, num_classes) for n in names])
-        for name in names:
-            best, _ = run.grid_search(f"lr/{name}", lambda params, n=name: build(n, num_classes),
-                                      {"lr": grid})
-            lrs[name] = best["lr"] if best else s.lr
-        run.notes.append("Learning rates tuned per activation on the validation split: " +
-                         ", ".join(f"{n} {lr:g}" for n, lr in lrs.items()))
-    else:
-        run.plan([build(n, num_classes) for n in names])
-    results = run.train([build(n, num_classes, lrs[n]) for n in names])
-    analyze(run, results)
-
-
-def analyze(run: runner.Run, results: dict) -> None:
-    budget = max(r.total_steps for r in results.values())
+def measure(results) -> dict:
+    """Per activation: seconds to each target, per-layer gradient norms and units."""
+    metrics = {}
     for name, r in results.items():
+        m = metrics[name] = {"lr": [r.lr] * len(r.seeds),
+                             "ms_per_step": [1000 * t for t in r.scalars["time_per_step"]]}
         for target in TARGETS:
-            steps = r.scalars[runner.target_key(target)]
-            run.add_metric(name, f"seconds_to_{100 * target:g}", runner.time_to(r, steps))
-        run.add_metric(name, "lr", [r.lr] * len(r.seeds))
-        run.add_metric(name, "ms_per_step", [1000 * t for t in r.scalars["time_per_step"]])
-        for layer in runner.probe_layers(r, "grad"):
-            run.add_metric(name, f"grad_init/{layer}", runner.probe_at(r, f"grad/{layer}", 0))
-            run.add_metric(name, f"grad_mean/{layer}", runner.probe_mean(r, f"grad/{layer}"))
-        for kind in ("dead", "active", "saturated"):
-            layers = runner.probe_layers(r, kind)
+            m[f"seconds_to_{100 * target:g}"] = probes.time_to(r, r.scalars[_steps(target)])
+        for layer in probes.probe_layers(r, "grad"):
+            m[f"grad_init/{layer}"] = probes.probe_at(r, f"grad/{layer}", 0)
+            m[f"grad_mean/{layer}"] = probes.probe_mean(r, f"grad/{layer}")
+        for kind, reduce in (("dead", np.nanmax), ("active", np.nanmean), ("saturated", np.nanmean)):
+            layers = probes.probe_layers(r, kind)
             for layer in layers:
-                run.add_metric(name, f"{kind}_end/{layer}", runner.probe_at(r, f"{kind}/{layer}", -1))
+                m[f"{kind}_end/{layer}"] = probes.probe_at(r, f"{kind}/{layer}", -1)
             if layers:
-                per_seed = np.array([runner.probe_at(r, f"{kind}/{layer}", -1) for layer in layers], float)
-                reduce = np.nanmax if kind == "dead" else np.nanmean
-                run.add_metric(name, f"{kind}_{'max' if kind == 'dead' else 'mean'}", reduce(per_seed, axis=0))
-    run.columns = [
-        runner.TEST_ACCURACY,
-        runner.LEARNING_RATE,
-        *[runner.steps_to_column(t) for t in TARGETS],
-        runner.Column("seconds_to_25", "s to 25%", ".2f"),
-        runner.Column("ms_per_step", "ms/step", ".2f"),
-        runner.Column("grad_init/conv1", "grad conv1 (init)", ".2e"),
-        runner.Column("grad_mean/conv1", "grad conv1 (mean)", ".2e"),
-        runner.DEAD_MAX,
-        runner.Column("active_mean", "active", ".3f"),
-        runner.Column("saturated_mean", "saturated", ".3f"),
+                per_seed = np.array([probes.probe_at(r, f"{kind}/{l}", -1) for l in layers], float)
+                m[f"{kind}_{'max' if kind == 'dead' else 'mean'}"] = reduce(per_seed, axis=0)
+    return metrics
+
+
+def draw(session, results) -> list:
+    c = session.config
+    drawn = [
+        plots.training_error(session.path("train_error.png"), results, study="compare_activations",
+                             dataset=c.dataset, targets=TARGETS,
+                             title=f"Training error by activation ({c.dataset})"),
+        plots.epoch_metric(session.path("test_accuracy.png"), results, "test_accuracy",
+                           ylabel="test accuracy", study="compare_activations", dataset=c.dataset),
+        plots.layer_bars(session.path("grad_norm.png"), results,
+                         [("grad", 0, "gradient norm"), ("grad", None, "gradient norm")], logy=True,
+                         title="Gradient norm per layer (held-out batch)",
+                         caption="gradient norm per layer"),
     ]
-    run.verdicts = verdicts.activation_claims(run.table, budget=budget, targets=TARGETS,
-                                              early_layers=EARLY_LAYERS)
-    runner.plot_training_error(run, results, targets=TARGETS,
-                               title=f"Training error by activation ({run.settings.dataset})")
-    runner.plot_epoch_metric(run, results, "test_accuracy", name="test_accuracy.png",
-                             ylabel="test accuracy")
-    runner.layer_bars(run, results, [("grad", 0, "gradient norm"), ("grad", None, "gradient norm")],
-                      name="grad_norm.png", logy=True,
-                      title="Gradient norm per layer (held-out batch)", caption="gradient norm per layer")
     panels = [("dead", -1, "dead (never active) fraction"), ("active", -1, "active fraction")]
-    if any(runner.probe_layers(r, "saturated") for r in results.values()):
+    if any(probes.probe_layers(r, "saturated") for r in results.values()):
         panels.append(("saturated", -1, "saturated fraction"))
-    runner.layer_bars(run, results, panels, name="units.png",
-                      title="Units after training (held-out batch)", caption="dead, active and saturated units")
+    drawn.append(plots.layer_bars(session.path("units.png"), results, panels,
+                                  title="Units after training (held-out batch)",
+                                  caption="dead, active and saturated units"))
     series = [{"label": n, "x": r.probe_steps, "runs": r.probes["grad/conv1"], "index": i}
               for i, (n, r) in enumerate(results.items()) if "grad/conv1" in r.probes]
-    path = plots.curves(run.path("grad_conv1_steps.png"), series, xlabel="training step",
-                        ylabel="gradient norm of conv1", logy=True,
-                        title="First-layer gradient norm during training")
-    run.add_plot(path, "first-layer gradient norm vs step")
+    drawn.append((plots.curves(session.path("grad_conv1_steps.png"), series, xlabel="training step",
+                               ylabel="gradient norm of conv1", logy=True,
+                               title="First-layer gradient norm during training"),
+                  "first-layer gradient norm vs step"))
+    return drawn
 
 
-STUDY = cli.Study(
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    lrs = {name: c.lr for name in c.activations}
+    notes = [f"Network: refnet widths {WIDTHS}, hidden {HIDDEN}, LeCun-normal init, SGD momentum "
+             f"0.9; training error = mean over the last {SMOOTHING} mini-batches; unit statistics "
+             "on held-out validation images."]
+    if c.tune_lr:
+        for name in c.activations:
+            best, _ = grid_search(session, f"lr/{name}", lambda _, n=name: variant(n, num_classes),
+                                  {"lr": c.lr_grid})
+            lrs[name] = best["lr"] if best else c.lr
+        notes.append("Learning rates tuned per activation on the validation split: " +
+                     ", ".join(f"{n} {lr:g}" for n, lr in lrs.items()))
+    results = session.train([variant(n, num_classes, lrs[n]) for n in c.activations], targets=TARGETS)
+    columns = [
+        report.TEST_ACCURACY, report.LEARNING_RATE, *[report.steps_to_column(t) for t in TARGETS],
+        report.Column("seconds_to_25", "s to 25%", ".2f"),
+        report.Column("ms_per_step", "ms/step", ".2f"),
+        report.Column("grad_init/conv1", "grad conv1 (init)", ".2e"),
+        report.Column("grad_mean/conv1", "grad conv1 (mean)", ".2e"),
+        report.DEAD_MAX, report.Column("active_mean", "active", ".3f"),
+        report.Column("saturated_mean", "saturated", ".3f"),
+    ]
+    return study.Outcome(metrics=measure(results), columns=columns, notes=notes,
+                         facts={"budget": max(r.total_steps for r in results.values())},
+                         plots=draw(session, results))
+
+
+STUDY = study.Study(
     name="compare_activations",
     description="The same CNN with sigmoid, tanh, ReLU, leaky ReLU, PReLU, RReLU, softplus, "
                 "ELU and maxout units: training speed, unit statistics and gradients.",
-    claims=CLAIMS, run=run, lr=0.01, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -13,20 +13,22 @@ dropout narrows it.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from dataclasses import dataclass
 
-from experiments import cli, runner, verdicts
-from experiments.models import mlp
+from fcnn.models import mlp
+from fcnn.train import optimizers
 
-RATES = (0.0, 0.2, 0.5)
-MAX_NORM = 3.0
-TRAIN_SIZE = {"digits": 300, "mnist": 1000, "fashion-mnist": 1000, "cifar10": 2000}
-WIDTH, DEPTH = 256, 2
+from experiments.core import claims, plots, report, study
+from experiments.core.study import option
+from experiments.core.training import Variant
 
-CLAIMS = ("dropout narrows the gap between training and test accuracy",)
+DEPTH = 2
 
 
 def rate_list(text: str):
+    """An argparse type: comma-separated dropout rates in [0, 1)."""
     parts = [p.strip() for p in text.split(",") if p.strip()]
     try:
         rates = tuple(float(p) for p in parts)
@@ -37,71 +39,76 @@ def rate_list(text: str):
     return rates
 
 
-def add_arguments(group):
-    group.add_argument("--rates", type=rate_list, default=None, metavar="R,S,...",
-                       help="dropout rates (probability of dropping a unit; default: 0,0.2,0.5)")
-    group.add_argument("--train-size", type=cli.positive_int, default=None, metavar="N",
-                       help="training examples used, to force overfitting (default: 300 digits, "
-                            "1000 MNIST)")
-    group.add_argument("--max-norm", type=cli.positive_float, default=MAX_NORM, metavar="C",
-                       help=f"the max-norm bound of the constrained variants (default: {MAX_NORM})")
-
-
-def defaults(dataset: str, quick: bool) -> dict:
-    if quick:
-        return {}
-    return {"epochs": 60 if dataset == "digits" else 30, "batch_size": 32}
+@dataclass(frozen=True)
+class Config(study.Config):
+    epochs: int = option(30, per_dataset={"digits": 60})
+    batch_size: int = option(32, per_dataset={})
+    rates: tuple[float, ...] = option((0.0, 0.2, 0.5), quick=(0.0, 0.5), parse=rate_list,
+                                      metavar="R,S,...",
+                                      help="dropout rates (probability of dropping a unit)")
+    train_size: int = option(1000, per_dataset={"digits": 300, "cifar10": 2000},
+                             help="training examples used, to force overfitting")
+    max_norm: float = option(3.0, help="the max-norm bound of the constrained variants")
+    width: int = option(256, quick=32, help="units per hidden layer")
 
 
 def name_of(rate: float, max_norm: bool) -> str:
     return f"rate={rate:g}" + (" +max-norm" if max_norm else "")
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    rates = s.options.get("rates") or ((0.0, 0.5) if s.quick else RATES)
-    norms = (False,) if s.quick else (False, True)
-    train_size = s.options.get("train_size") or TRAIN_SIZE[s.dataset]
-    num_classes = run.data.get().num_classes
-    width = 32 if s.quick else WIDTH
-    run.notes.append(f"MLP: {DEPTH} hidden layers of {width} units, dropout after each; "
-                     f"{train_size} training examples; SGD momentum 0.9; max-norm bound "
-                     f"{s.options.get('max_norm', MAX_NORM)}.")
-    variants = []
-    for use_norm in norms:
-        for rate in rates:
-            kwargs = {"max_norm": s.options.get("max_norm", MAX_NORM)} if use_norm else {}
-            variants.append(runner.Variant(
-                name=name_of(rate, use_norm), model=mlp(num_classes, "relu", depth=DEPTH, width=width,
-                                                        dropout=rate),
-                optimizer_kwargs=kwargs, train_size=train_size, eval_train=True,
-                info={"rate": rate, "max_norm": use_norm}))
-    run.plan(variants)
-    results = run.train(variants)
-    run.columns = [
-        runner.Column("train_accuracy", "train acc", ".4f"),
-        runner.TEST_ACCURACY,
-        runner.Column("gap", "gap (train - test)", ".4f"),
-        runner.Column("test_loss", "test loss", ".3f"),
-    ]
-    baseline = name_of(0.0, False)
-    dropped = [name_of(r, n) for n in norms for r in rates if r > 0]
-    run.verdicts = verdicts.dropout_claims(run.table, baseline, dropped)
-    runner.plot_epoch_metric(run, results, "test_accuracy", name="test_accuracy.png", ylabel="test accuracy")
-    runner.plot_epoch_metric(run, results, "train_accuracy", name="train_accuracy.png",
-                             ylabel="training accuracy (evaluation mode)")
+def _narrower_gap(f: claims.Findings) -> claims.Judgement:
+    baseline = f.facts["baseline"]
+    dropped = [n for n in f.facts["dropped"] if n in f.table]
+    if not dropped:
+        return claims.Judgement(claims.INCONCLUSIVE, f"no rate above the baseline {baseline} measured")
+    gap = lambda n: claims.get(f.table, n, "gap")  # noqa: E731
+    return claims.majority([claims.smaller(n, gap(n), baseline, gap(baseline)) for n in dropped],
+                           dropped)
 
 
-STUDY = cli.Study(
+CLAIMS = (claims.Claim("dropout narrows the gap between training and test accuracy (each rate "
+                       "against the smallest rate trained, 0 by default)", _narrower_gap),)
+
+
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    norms = (False,) if c.quick else (False, True)
+    rates = tuple(sorted(c.rates))  # the smallest is the baseline the others are held against
+    num_classes = session.data.get().num_classes
+    variants = [Variant(name=name_of(rate, constrained),
+                        model=mlp(num_classes, "relu", depth=DEPTH, width=c.width, dropout=rate),
+                        optimizer=functools.partial(optimizers.momentum, max_norm=c.max_norm)
+                        if constrained else optimizers.momentum,
+                        train_size=c.train_size, eval_train=True,
+                        info={"rate": rate, "max_norm": constrained})
+                for constrained in norms for rate in rates]
+    results = session.train(variants)
+    n_train = min(c.train_size, session.data.get().train.labels.shape[0])
+    return study.Outcome(
+        columns=[report.Column("train_accuracy", "train acc", ".4f"), report.TEST_ACCURACY,
+                 report.Column("gap", "gap (train - test)", ".4f"),
+                 report.Column("test_loss", "test loss", ".3f")],
+        facts={"baseline": name_of(rates[0], False),
+               "dropped": [name_of(r, n) for n in norms for r in rates if r > rates[0] or n]},
+        notes=[f"MLP: {DEPTH} hidden layers of {c.width} units, dropout after each; {n_train} "
+               f"training examples; SGD momentum 0.9; max-norm bound {c.max_norm:g}."],
+        plots=[plots.epoch_metric(session.path("test_accuracy.png"), results, "test_accuracy",
+                                  ylabel="test accuracy", study="dropout", dataset=c.dataset),
+               plots.epoch_metric(session.path("train_accuracy.png"), results, "train_accuracy",
+                                  ylabel="training accuracy (evaluation mode)", study="dropout",
+                                  dataset=c.dataset)])
+
+
+STUDY = study.Study(
     name="dropout",
     description="Train/test accuracy gap on a small training subset with dropout 0, 0.2, 0.5 and "
                 "max-norm on/off.",
-    claims=CLAIMS, run=run, lr=0.01, defaults=defaults, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -12,85 +12,90 @@ example on its own (Wu & He, 2018), so its accuracy should not depend on the bat
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
-from experiments import cli, plots, runner, verdicts
-from experiments.models import cnn
+from fcnn.cli import UsageError
+from fcnn.models import cnn
 
-BATCH_SIZES = (2, 4, 8, 32)
-QUICK_BATCH_SIZES = (8,)
+from experiments.core import claims, plots, report, study
+from experiments.core.study import option
+from experiments.core.training import Variant
+
 GROUPS = 4
-TRAIN_SIZE = {"digits": None, "mnist": 10000, "fashion-mnist": 10000, "cifar10": 10000}
-
-CLAIMS = ("GroupNorm keeps its accuracy at small batches where BatchNorm degrades",)
+TOLERANCE = 0.02
 
 
-def add_arguments(group):
-    group.add_argument("--batch-sizes", type=cli.number_list(int, "batch sizes"), default=None,
-                       metavar="N,M,...",
-                       help=f"batch sizes compared (default: {','.join(map(str, BATCH_SIZES))})")
-    group.add_argument("--train-size", type=cli.positive_int, default=None, metavar="N",
-                       help="training examples used (default: all digits; 10000 for the larger "
-                            "datasets, as batch 2 means many steps)")
+@dataclass(frozen=True)
+class Config(study.Config):
+    epochs: int = option(1, per_dataset={"digits": 5})
+    batch_sizes: tuple[int, ...] = option((2, 4, 8, 32), quick=(8,), help="batch sizes compared")
+    train_size: int | None = option(10000, per_dataset={"digits": None},
+                                    help="training examples used (batch 2 means many steps)")
 
 
-def defaults(dataset: str, quick: bool) -> dict:
-    return {} if quick else {"epochs": 5 if dataset == "digits" else 1}
+def check(config: Config, data) -> None:
+    n_train = data.get().train.labels.shape[0]
+    if max(config.batch_sizes) > min(config.train_size or n_train, n_train):
+        raise UsageError(f"--batch-sizes: {max(config.batch_sizes)} is larger than the "
+                         f"{min(config.train_size or n_train, n_train)} training examples")
 
 
-def plan(run: runner.Run):
-    s = run.settings
-    sizes = tuple(sorted(s.options.get("batch_sizes") or (QUICK_BATCH_SIZES if s.quick else BATCH_SIZES)))
-    train_size = s.options.get("train_size") or TRAIN_SIZE[s.dataset]
-    available = run.data.get().train.labels.shape[0]
-    return sizes, train_size, available if train_size is None else min(train_size, available)
+def _keeps_accuracy(f: claims.Findings) -> claims.Judgement:
+    small, large = min(f.facts["batch_sizes"]), max(f.facts["batch_sizes"])
+    acc = lambda norm, bs: claims.mean(claims.get(f.table, f"{norm}norm bs={bs}", "test_accuracy"))  # noqa: E731
+    bn_s, bn_l, gn_s, gn_l = acc("batch", small), acc("batch", large), acc("group", small), acc("group", large)
+    if None in (bn_s, bn_l, gn_s, gn_l):
+        return claims.Judgement(claims.INCONCLUSIVE, "not measured at both batch sizes")
+    bn_drop, gn_drop = bn_l - bn_s, gn_l - gn_s
+    fmt = claims.fmt
+    text = (f"batch {large} -> {small}: BatchNorm {fmt(bn_l)} -> {fmt(bn_s)} (drop {fmt(bn_drop)}), "
+            f"GroupNorm {fmt(gn_l)} -> {fmt(gn_s)} (drop {fmt(gn_drop)})")
+    if abs(gn_drop - bn_drop) <= TOLERANCE and abs(gn_s - bn_s) <= TOLERANCE:
+        return claims.Judgement(claims.INCONCLUSIVE, text + f" (differences within {fmt(TOLERANCE)})")
+    holds = gn_drop < bn_drop and gn_s > bn_s
+    return claims.Judgement(claims.SUPPORTED if holds else claims.CONTRADICTED, text,
+                            {"bn_drop": bn_drop, "gn_drop": gn_drop})
 
 
-def check(run: runner.Run) -> None:
-    sizes, _, n_train = plan(run)
-    if max(sizes) > n_train:
-        raise cli.UsageError(f"--batch-sizes: {max(sizes)} is larger than the {n_train} training examples")
+CLAIMS = (claims.Claim("GroupNorm keeps its accuracy at small batches where BatchNorm degrades",
+                       _keeps_accuracy),)
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    sizes, train_size, _ = plan(run)
-    num_classes = run.data.get().num_classes
-    run.notes.append(f"CNN widths (16, 32), hidden 128, norm before ReLU; GroupNorm with {GROUPS} groups; "
-                     f"SGD momentum 0.9, the same lr and epochs at every batch size.")
-    variants = [runner.Variant(name=f"{norm}norm bs={bs}",
-                               model=cnn(num_classes, "relu", norm=norm, groups=GROUPS),
-                               batch_size=bs, train_size=train_size, info={"norm": norm, "batch_size": bs})
-                for norm in ("batch", "group") for bs in sizes]
-    run.plan(variants)
-    run.train(variants)
-    run.columns = [
-        runner.TEST_ACCURACY,
-        runner.FINAL_TRAIN_LOSS,
-        runner.Column("time_per_epoch", "s/epoch", ".2f"),
-    ]
-    run.verdicts = verdicts.group_norm_claims(run.table, sizes)
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    sizes = tuple(sorted(c.batch_sizes))
+    num_classes = session.data.get().num_classes
+    session.train([Variant(name=f"{norm}norm bs={bs}", model=cnn(num_classes, "relu", norm=norm, groups=GROUPS),
+                           batch_size=bs, train_size=c.train_size, info={"norm": norm, "batch_size": bs})
+                   for norm in ("batch", "group") for bs in sizes])
     fig, (ax,) = plots.figure()
     for i, norm in enumerate(("batch", "group")):
-        runs = np.array([[np.nan if v is None else v for v in run.table[f"{norm}norm bs={bs}"]["test_accuracy"]]
+        runs = np.array([[np.nan if v is None else v for v in session.table[f"{norm}norm bs={bs}"]["test_accuracy"]]
                          for bs in sizes], float).T
         plots.band(ax, sizes, runs, label=f"{norm}norm", index=i)
     ax.set_xscale("log", base=2)
     plots.finish(ax, xlabel="batch size", ylabel="test accuracy",
-                 title=f"Test accuracy vs batch size ({s.dataset})")
-    run.add_plot(plots.save(fig, run.path("accuracy_vs_batch.png")), "test accuracy vs batch size")
+                 title=f"Test accuracy vs batch size ({c.dataset})")
+    return study.Outcome(
+        columns=[report.TEST_ACCURACY, report.FINAL_TRAIN_LOSS,
+                 report.Column("time_per_epoch", "s/epoch", ".2f")],
+        facts={"batch_sizes": sizes},
+        notes=[f"CNN widths (16, 32), hidden 128, norm before ReLU; GroupNorm with {GROUPS} groups; "
+               "SGD momentum 0.9, the same lr and epochs at every batch size."],
+        plots=[(plots.save(fig, session.path("accuracy_vs_batch.png")), "test accuracy vs batch size")])
 
 
-STUDY = cli.Study(
+STUDY = study.Study(
     name="group_vs_batch_norm",
     description="BatchNorm vs GroupNorm at batch sizes 2, 4, 8 and 32.",
-    claims=CLAIMS, run=run, lr=0.01, defaults=defaults, add_arguments=add_arguments, check=check,
+    config=Config, claims=CLAIMS, run=run, check=check,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

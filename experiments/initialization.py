@@ -18,14 +18,19 @@ from __future__ import annotations
 
 import math
 import sys
+from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import cli, plots, runner, verdicts
-from experiments.models import mlp
 from fcnn import diagnostics, initializers
 from fcnn.layers.base import apply_with_intermediates
+from fcnn.models import mlp
+from fcnn.train import population
+
+from experiments.core import claims, plots, probes, report, study
+from experiments.core.study import option
+from experiments.core.training import Variant
 
 CONSTANT = 0.1
 INITS = {
@@ -36,23 +41,17 @@ INITS = {
     "xavier": initializers.xavier_normal,
     "he": initializers.he_normal,
 }
-QUICK_INITS = ("zeros", "lecun")
 EQUAL = ("zeros", "constant")
-DEPTH, WIDTH = 5, 128
-
-CLAIMS = (
-    "equal initial weights (zeros, a constant) keep the hidden units identical",
-    "1/sqrt(n) (LeCun) keeps each layer's output variance near its input variance, across layers",
-)
+SYMMETRIC_BELOW = 1e-6
+GAIN_BAND = (0.5, 2.0)
 
 
-def add_arguments(group):
-    group.add_argument("--inits", type=cli.name_list(tuple(INITS), "initializers"), default=None,
-                       metavar="A,B,...", help=f"initializers (default: {', '.join(INITS)})")
-    group.add_argument("--depth", type=cli.positive_int, default=None, metavar="N",
-                       help=f"hidden layers (default: {DEPTH})")
-    group.add_argument("--width", type=cli.positive_int, default=None, metavar="N",
-                       help=f"units per hidden layer (default: {WIDTH})")
+@dataclass(frozen=True)
+class Config(study.Config):
+    inits: tuple[str, ...] = option(tuple(INITS), quick=("zeros", "lecun"), choices=tuple(INITS),
+                                    help="initializers")
+    depth: int = option(5, quick=2, help="hidden layers")
+    width: int = option(128, quick=16, help="units per hidden layer")
 
 
 def variance_probe(model, loss_fn):
@@ -62,7 +61,7 @@ def variance_probe(model, loss_fn):
 
     def probe(params, state, images, labels):
         del labels
-        labels_by_path = runner.weight_layers(params)
+        labels_by_path = probes.weight_layers(params)
         _, _, seen = apply_with_intermediates(model, params, state, images, train=False)
         out, previous, current = {}, images, None
         for item in seen:
@@ -80,92 +79,133 @@ def variance_probe(model, loss_fn):
 
 def unit_spread(params, layer_paths) -> list[float]:
     """Per seed: the largest relative spread between the units of the hidden layers."""
+    kernels = []
+    for path in layer_paths:
+        node = params
+        for key in path.split("/"):
+            node = node[key]
+        kernels.append(np.asarray(node["kernel"], np.float64))  # (seeds, in, out)
     spreads = []
-    seeds = next(iter(_kernels(params, layer_paths))).shape[0]
-    for s in range(seeds):
+    for s in range(kernels[0].shape[0]):
         worst = 0.0
-        for kernel in _kernels(params, layer_paths):
-            w = np.asarray(kernel[s], np.float64)  # (in, out): column j is unit j's weights
-            norms = np.linalg.norm(w, axis=0)
+        for kernel in kernels:
+            w = kernel[s]  # column j is unit j's weights
             deviation = np.linalg.norm(w - w.mean(axis=1, keepdims=True), axis=0)
-            worst = max(worst, float(deviation.max() / (norms.mean() + 1e-12)))
+            worst = max(worst, float(deviation.max() / (np.linalg.norm(w, axis=0).mean() + 1e-12)))
         spreads.append(worst)
     return spreads
 
 
-def _kernels(params, paths):
-    for path in paths:
-        node = params
-        for key in path.split("/"):
-            node = node[key]
-        yield node["kernel"]
+def _symmetric(f: claims.Findings) -> claims.Judgement:
+    equal = [n for n in EQUAL if n in f.table]
+    randoms = {r: claims.mean(claims.get(f.table, r, "unit_spread")) for r in f.table if r not in EQUAL}
+    parts = []
+    for name in equal:
+        s = claims.mean(claims.get(f.table, name, "unit_spread"))
+        if s is None:
+            parts.append(claims.Judgement(claims.INCONCLUSIVE, "not measured"))
+            continue
+        text = f"spread between units after training {claims.fmt(s)}; random inits: " + ", ".join(
+            f"{r} {claims.fmt(v)}" for r, v in randoms.items())
+        ok = s <= SYMMETRIC_BELOW and all(v is not None and v > s for v in randoms.values())
+        parts.append(claims.Judgement(claims.SUPPORTED if ok else claims.CONTRADICTED, text,
+                                      {"spread": s, "random": randoms}))
+    if not parts:
+        return claims.Judgement(claims.INCONCLUSIVE, "no equal initialization trained")
+    return claims.every(parts, equal)
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    names = s.options.get("inits") or (QUICK_INITS if s.quick else tuple(INITS))
-    depth = s.options.get("depth") or (2 if s.quick else DEPTH)
-    width = s.options.get("width") or (16 if s.quick else WIDTH)
-    num_classes = run.data.get().num_classes
-    run.notes.append(f"tanh MLP: {depth} hidden layers of {width} units, biases zero, SGD momentum 0.9; "
-                     f"constant = {CONSTANT}; variances over a held-out validation batch at initialisation.")
-    variants = [runner.Variant(name=n, model=mlp(num_classes, "tanh", depth=depth, width=width,
-                                                 kernel_init=INITS[n]),
-                               probe=variance_probe, probe_every=10 ** 9, info={"init": n}) for n in names]
-    run.plan(variants)
-    results = run.train(variants)
+def _variance_kept(f: claims.Findings) -> claims.Judgement:
+    gains = {n: claims.mean(claims.get(f.table, n, "gain_max_log")) for n in f.table if n not in EQUAL}
+    g = gains.get("lecun")
+    if g is None:
+        return claims.Judgement(claims.INCONCLUSIVE, "not measured")
+    limit = max(abs(math.log(GAIN_BAND[0])), abs(math.log(GAIN_BAND[1])))
+    text = (f"largest |log(var_out/var_in)| over layers: lecun {claims.fmt(g)} (band "
+            f"{claims.fmt(limit, 2)}); " + ", ".join(f"{n} {claims.fmt(v)}" for n, v in gains.items()
+                                                     if n != "lecun"))
+    return claims.Judgement(claims.SUPPORTED if g <= limit else claims.CONTRADICTED, text, {"gains": gains})
+
+
+CLAIMS = (
+    claims.Claim("equal initial weights (zeros, a constant) keep the hidden units identical", _symmetric),
+    claims.Claim("1/sqrt(n) (LeCun) keeps each layer's output variance near its input variance "
+                 "(variance gain var_out/var_in per layer at initialisation within 0.5-2), across "
+                 "layers", _variance_kept),
+)
+
+
+def measure(results) -> dict:
+    metrics = {}
     for name, r in results.items():
-        labels = runner.weight_layers(runner.take(r.params, 0))
+        labels = probes.weight_layers(population.member(r.params, 0))
         hidden = [p for p, label in labels.items() if label != f"dense{len(labels)}"]
-        run.add_metric(name, "unit_spread", unit_spread(r.params, hidden))
-        layers = runner.probe_layers(r, "var_out")
-        worst = []
-        for seed in range(len(r.seeds)):
-            logs = []
-            for layer in layers:
-                v_in = runner.probe_at(r, f"var_in/{layer}", 0)[seed]
-                v_out = runner.probe_at(r, f"var_out/{layer}", 0)[seed]
-                logs.append(abs(math.log(v_out / v_in)) if v_in and v_out else math.inf)
-            worst.append(max(logs) if logs else None)
-        run.add_metric(name, "gain_max_log", worst)
+        layers = probes.probe_layers(r, "var_out")
+        m = metrics[name] = {"unit_spread": unit_spread(r.params, hidden)}
         for layer in layers:
-            gains = [None if not a or b is None else b / a for a, b in
-                     zip(runner.probe_at(r, f"var_in/{layer}", 0), runner.probe_at(r, f"var_out/{layer}", 0))]
-            run.add_metric(name, f"gain/{layer}", gains)
-    layers = runner.probe_layers(next(iter(results.values())), "var_out")
-    run.columns = [
-        runner.Column("unit_spread", "unit spread (after training)", ".3g"),
-        runner.Column("gain_max_log", "max |log gain| (init)", ".3g"),
-        *[runner.Column(f"gain/{layer}", f"gain {layer}", ".3g") for layer in layers],
-        runner.TEST_ACCURACY,
-    ]
-    random = [n for n in names if n not in EQUAL]
-    run.verdicts = verdicts.initialization_claims(run.table, [n for n in EQUAL if n in names], random, "lecun")
+            m[f"gain/{layer}"] = [None if not a or b is None else b / a for a, b in zip(
+                probes.probe_at(r, f"var_in/{layer}", 0), probes.probe_at(r, f"var_out/{layer}", 0))]
+        m["gain_max_log"] = [max((abs(math.log(g)) if g else math.inf for g in per_layer), default=None)
+                             for per_layer in zip(*(m[f"gain/{layer}"] for layer in layers))]
+    return metrics
+
+
+def draw(session, results) -> list:
     fig, axes = plots.figure(1, 2)
     for i, (name, r) in enumerate(results.items()):
-        for ax, prefix in ((axes[0], "var_out"), (axes[1], "act_var")):
-            keys = [f"{prefix}/{layer}" for layer in runner.probe_layers(r, prefix)]
-            runs = np.array([[np.nan if v is None else v for v in runner.probe_at(r, k, 0)] for k in keys], float).T
-            plots.band(ax, np.arange(1, len(keys) + 1), runs, label=name, index=i, logy=True)
-    plots.finish(axes[0], xlabel="layer (1 = next to the input)", ylabel="variance of the layer's output (w.x + b)",
-                 title="Pre-activation variance at initialisation", logy=True, integer_x=True)
+        for ax, prefix in ((axes[0], "gain"), (axes[1], "act_var")):
+            layers = probes.probe_layers(r, "var_out")
+            if prefix == "gain":
+                runs = np.array([[np.nan if a is None or b is None or not a else b / a for a, b in zip(
+                    probes.probe_at(r, f"var_in/{layer}", 0), probes.probe_at(r, f"var_out/{layer}", 0))]
+                    for layer in layers], float).T
+            else:
+                runs = np.array([[np.nan if v is None else v for v in probes.probe_at(r, f"act_var/{layer}", 0)]
+                                 for layer in probes.probe_layers(r, "act_var")], float).T
+            plots.band(ax, np.arange(1, runs.shape[1] + 1), runs, label=name, index=i, logy=True)
+    axes[0].axhspan(*GAIN_BAND, color="grey", alpha=0.15, label="claim: gain within 0.5-2")
+    plots.finish(axes[0], xlabel="layer (1 = next to the input)",
+                 ylabel="variance gain var(w.x + b) / var(x)",
+                 title="What the claim measures: variance gain per layer", logy=True, integer_x=True)
     plots.finish(axes[1], xlabel="hidden layer", ylabel="variance of tanh output",
                  title="Activation variance at initialisation", logy=True, integer_x=True)
-    fig.suptitle(f"Variance across layers by initialization ({s.dataset}; zeros: 0, not shown)")
-    run.add_plot(plots.save(fig, run.path("variance_per_layer.png")), "variance per layer at initialisation")
-    runner.plot_training_error(run, results)
+    fig.suptitle(f"Variance across layers at initialisation ({session.config.dataset}; zeros: 0, not shown)")
+    c = session.config
+    return [(plots.save(fig, session.path("variance_per_layer.png")),
+             "variance gain and activation variance per layer at initialisation"),
+            plots.training_error(session.path("train_error.png"), results, study="initialization",
+                                 dataset=c.dataset)]
 
 
-STUDY = cli.Study(
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    results = session.train([Variant(name=n, model=mlp(num_classes, "tanh", depth=c.depth, width=c.width,
+                                                       kernel_init=INITS[n]),
+                                     probe=variance_probe, probe_every=10 ** 9, info={"init": n})
+                             for n in c.inits])
+    layers = probes.probe_layers(next(iter(results.values())), "var_out")
+    return study.Outcome(
+        metrics=measure(results),
+        columns=[report.Column("unit_spread", "unit spread (after training)", ".3g"),
+                 report.Column("gain_max_log", "max |log gain| (init)", ".3g"),
+                 *[report.Column(f"gain/{layer}", f"gain {layer}", ".3g") for layer in layers],
+                 report.TEST_ACCURACY],
+        notes=[f"tanh MLP: {c.depth} hidden layers of {c.width} units, biases zero, SGD momentum 0.9; "
+               f"constant = {CONSTANT}; variances over a held-out validation batch at initialisation."],
+        plots=draw(session, results))
+
+
+STUDY = study.Study(
     name="initialization",
     description="Zeros, constant, 0.01*randn, LeCun, Xavier and He initialization of a tanh MLP: "
                 "symmetry, variance per layer, accuracy.",
-    claims=CLAIMS, run=run, lr=0.01, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

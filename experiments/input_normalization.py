@@ -12,52 +12,55 @@ steps to a smoothed training error of 10%, final accuracy, divergence.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
-from experiments import cli, runner, verdicts
 from fcnn.models import refnet
 
+from experiments.core import claims, plots, report, study
+from experiments.core.study import option
+from experiments.core.training import Variant
+
 NORMALIZATIONS = {"raw": None, "minmax [0,1]": "minmax", "standardized": "standardize"}
-QUICK = ("raw", "standardized")
 TARGET = 0.10
 WIDTHS, HIDDEN = (16, 32), 128
 
-CLAIMS = ("standardized inputs converge faster than raw pixels",)
+
+@dataclass(frozen=True)
+class Config(study.Config):
+    inputs: tuple[str, ...] = option(tuple(NORMALIZATIONS), quick=("raw", "standardized"),
+                                     choices=tuple(NORMALIZATIONS), help="input scalings compared")
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    names = QUICK if s.quick else tuple(NORMALIZATIONS)
-    num_classes = run.data.get().num_classes
-    run.targets = (TARGET,)
-    run.notes.append(f"refnet widths {WIDTHS}, hidden {HIDDEN}, SGD momentum 0.9, lr {s.lr:g} for every input "
-                     "scaling; statistics from the training split.")
-    variants = [runner.Variant(name=n, model=refnet(num_classes, "relu", widths=WIDTHS, hidden=HIDDEN),
-                               normalize=NORMALIZATIONS[n], info={"normalize": NORMALIZATIONS[n]})
-                for n in names]
-    run.plan(variants)
-    results = run.train(variants)
-    key = runner.target_key(TARGET)
-    run.columns = [
-        runner.steps_to_column(TARGET),
-        runner.TEST_ACCURACY,
-        runner.FINAL_TRAIN_LOSS,
-        runner.DIVERGED,
-    ]
-    budget = max(r.total_steps for r in results.values())
-    run.verdicts = verdicts.input_normalization_claims(run.table, "raw", "standardized", metric=key,
-                                                       budget=budget)
-    runner.plot_training_error(run, results, targets=(TARGET,))
+CLAIMS = (claims.Claim(
+    "standardized inputs converge faster than raw pixels",
+    lambda f: claims.faster(f.table, ["standardized"], ["raw"], report.target_key(TARGET), f.facts["budget"])),)
 
 
-STUDY = cli.Study(
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    results = session.train([Variant(name=n, model=refnet(num_classes, "relu", widths=WIDTHS, hidden=HIDDEN),
+                                     normalize=NORMALIZATIONS[n], info={"normalize": NORMALIZATIONS[n]})
+                             for n in c.inputs], targets=(TARGET,))
+    return study.Outcome(
+        columns=[report.steps_to_column(TARGET), report.TEST_ACCURACY, report.FINAL_TRAIN_LOSS,
+                 report.DIVERGED],
+        facts={"budget": max(r.total_steps for r in results.values())},
+        notes=[f"refnet widths {WIDTHS}, hidden {HIDDEN}, SGD momentum 0.9, lr {c.lr:g} for every "
+               "input scaling; statistics from the training split."],
+        plots=[plots.training_error(session.path("train_error.png"), results, targets=(TARGET,),
+                                    study="input_normalization", dataset=c.dataset)])
+
+
+STUDY = study.Study(
     name="input_normalization",
     description="Raw pixels vs [0, 1] scaling vs standardized inputs: convergence speed.",
-    claims=CLAIMS, run=run, lr=0.01,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

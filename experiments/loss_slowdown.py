@@ -13,23 +13,23 @@ learns at once (the notes' motivation for cross-entropy).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import jax
 import numpy as np
 
-from experiments import cli, plots, runner, verdicts
-from experiments.models import mlp
+from fcnn import cli
 from fcnn.losses import binary_cross_entropy_with_logits, half_squared_error
+from fcnn.models import mlp
 from fcnn.ops.activations import sigmoid
+from fcnn.train import optimizers
 
-OUTPUT_BIAS = 4.0
+from experiments.core import claims, plots, probes, report, study
+from experiments.core.study import option
+from experiments.core.training import SMOOTHING, Variant, steps_to, trailing_mean
+
 HIDDEN = 64
 HALF = "steps_to_half_loss"
-
-CLAIMS = (
-    "cross-entropy learns fast where the quadratic cost stalls (steps to halve the training loss)",
-    "the quadratic cost's initial output-layer gradient is smaller (sigma' ~ 0 in saturation)",
-)
 
 
 def quadratic(logits, labels):
@@ -44,64 +44,74 @@ def cross_entropy(logits, labels):
     return binary_cross_entropy_with_logits(logits, targets)
 
 
-def add_arguments(group):
-    group.add_argument("--output-bias", type=cli.nonnegative_float, default=OUTPUT_BIAS, metavar="B",
-                       help=f"initial bias of every output unit; sigma(B) is the starting output "
-                            f"(default: {OUTPUT_BIAS}, sigma = 0.98)")
+@dataclass(frozen=True)
+class Config(study.Config):
+    lr: float = 0.5
+    output_bias: float = option(4.0, parse=cli.nonnegative_float, metavar="B",
+                                help="initial bias of every output unit; sigma(B) is the starting "
+                                     "output (sigma(4) = 0.98)")
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    bias = s.options.get("output_bias", OUTPUT_BIAS)
-    num_classes = run.data.get().num_classes
-    run.notes.append(f"MLP: 1 hidden layer of {HIDDEN} sigmoid units, {num_classes} sigmoid outputs with "
-                     f"bias {bias:g} at init; plain SGD lr {s.lr:g}; the same initial weights for both costs.")
-    variants = [runner.Variant(name=name, model=mlp(num_classes, "sigmoid", depth=1, width=HIDDEN,
-                                                    output_bias=bias),
-                               loss_fn=fn, optimizer="sgd", probe=runner.units_probe, info={"cost": name})
-                for name, fn in (("quadratic", quadratic), ("cross_entropy", cross_entropy))]
-    run.plan(variants)
-    results = run.train(variants)
-    for name, r in results.items():
-        smooth = runner.trailing_mean(r.step["loss"], min(runner.SMOOTHING, r.steps_per_epoch))
-        run.add_metric(name, HALF, [runner.steps_to(row, row[0] / 2) for row in smooth])
-        layers = runner.probe_layers(r, "grad")
-        run.add_metric(name, "grad_init_output", runner.probe_at(r, f"grad/{layers[-1]}", 0))
-        run.add_metric(name, "grad_init_hidden", runner.probe_at(r, f"grad/{layers[0]}", 0))
-        ratio = [float(row[-1] / row[0]) for row in smooth]
-        run.add_metric(name, "final_over_initial_loss", ratio)
-    run.columns = [
-        runner.Column(HALF, "steps to halve the loss", ".0f"),
-        runner.Column("final_over_initial_loss", "final / initial loss", ".3g"),
-        runner.Column("grad_init_output", "output-layer grad (init)", ".3g"),
-        runner.Column("grad_init_hidden", "hidden-layer grad (init)", ".3g"),
-        runner.TEST_ACCURACY,
-    ]
-    budget = max(r.total_steps for r in results.values())
-    run.verdicts = verdicts.loss_slowdown_claims(run.table, "quadratic", "cross_entropy", metric=HALF,
-                                                 budget=budget)
-    series = []
+CLAIMS = (
+    claims.Claim("cross-entropy learns fast where the quadratic cost stalls (steps to halve the "
+                 "training loss)",
+                 lambda f: claims.faster(f.table, ["cross_entropy"], ["quadratic"], HALF, f.facts["budget"])),
+    claims.Claim("the quadratic cost's initial output-layer gradient is smaller (sigma' ~ 0 in "
+                 "saturation)",
+                 lambda f: claims.smaller("quadratic", claims.get(f.table, "quadratic", "grad_init_output"),
+                                          "cross_entropy",
+                                          claims.get(f.table, "cross_entropy", "grad_init_output"))),
+)
+
+
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    results = session.train([Variant(name=name, model=mlp(num_classes, "sigmoid", depth=1, width=HIDDEN,
+                                                          output_bias=c.output_bias),
+                                     loss_fn=fn, optimizer=optimizers.sgd, probe=probes.units_probe,
+                                     info={"cost": name})
+                             for name, fn in (("quadratic", quadratic), ("cross_entropy", cross_entropy))])
+    metrics, series = {}, []
     for i, (name, r) in enumerate(results.items()):
-        smooth = runner.trailing_mean(r.step["loss"], min(runner.SMOOTHING, r.steps_per_epoch))
+        smooth = trailing_mean(r.step["loss"], min(SMOOTHING, r.steps_per_epoch))
+        layers = probes.probe_layers(r, "grad")
+        metrics[name] = {
+            HALF: [steps_to(row, row[0] / 2) for row in smooth],
+            "grad_init_output": probes.probe_at(r, f"grad/{layers[-1]}", 0),
+            "grad_init_hidden": probes.probe_at(r, f"grad/{layers[0]}", 0),
+            "final_over_initial_loss": [float(row[-1] / row[0]) for row in smooth]}
         series.append({"label": name, "x": np.arange(1, r.total_steps + 1), "runs": smooth / smooth[:, :1],
                        "index": i})
-    run.add_plot(plots.curves(run.path("relative_loss.png"), series, xlabel="training step",
-                              ylabel="training loss / initial loss", logy=True, hlines=(0.5,),
-                              hline_label="half the initial loss",
-                              title=f"Learning from saturated sigmoid outputs ({s.dataset})"),
-                 "relative training loss vs step")
-    runner.plot_training_error(run, results)
+    return study.Outcome(
+        metrics=metrics,
+        columns=[report.Column(HALF, "steps to halve the loss", ".0f"),
+                 report.Column("final_over_initial_loss", "final / initial loss", ".3g"),
+                 report.Column("grad_init_output", "output-layer grad (init)", ".3g"),
+                 report.Column("grad_init_hidden", "hidden-layer grad (init)", ".3g"),
+                 report.TEST_ACCURACY],
+        facts={"budget": max(r.total_steps for r in results.values())},
+        notes=[f"MLP: 1 hidden layer of {HIDDEN} sigmoid units, {num_classes} sigmoid outputs with "
+               f"bias {c.output_bias:g} at init; plain SGD lr {c.lr:g}; the same initial weights for "
+               "both costs."],
+        plots=[(plots.curves(session.path("relative_loss.png"), series, xlabel="training step",
+                             ylabel="training loss / initial loss", logy=True, hlines=(0.5,),
+                             hline_label="half the initial loss",
+                             title=f"Learning from saturated sigmoid outputs ({c.dataset})"),
+                "relative training loss vs step"),
+               plots.training_error(session.path("train_error.png"), results, study="loss_slowdown",
+                                    dataset=c.dataset)])
 
 
-STUDY = cli.Study(
+STUDY = study.Study(
     name="loss_slowdown",
     description="Quadratic cost vs cross-entropy with sigmoid outputs started in saturation.",
-    claims=CLAIMS, run=run, lr=0.5, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ training loss per step; the table the final accuracy and loss of each.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
-from experiments import cli, plots, runner, verdicts
 from fcnn import schedules
 from fcnn.models import refnet
+
+from experiments.core import claims, plots, report, study
+from experiments.core.study import option
+from experiments.core.training import SMOOTHING, Variant, trailing_mean
 
 WIDTHS, HIDDEN = (16, 32), 128
 
@@ -23,80 +27,86 @@ WIDTHS, HIDDEN = (16, 32), 128
 def make(name: str, lr: float):
     """The schedule factory total_steps -> schedule for one decay, all from `lr`."""
     def build(total: int):
-        if name == "constant":
-            return schedules.constant(lr)
-        if name == "piecewise_constant":
-            return schedules.piecewise_constant([max(total // 2, 1), max(3 * total // 4, 2)],
-                                                [lr, lr / 10, lr / 100])
-        if name == "exponential":
-            return schedules.exponential_decay(lr, total, 0.01)
-        if name == "natural_exp":
-            return schedules.natural_exp_decay(lr, total, 4.6)  # e^-4.6 ~ 0.01, as above
-        if name == "polynomial":
-            return schedules.polynomial_decay(lr, total, end_learning_rate=lr / 100, power=1.0)
-        if name == "cosine":
-            return schedules.cosine_decay(lr, total)
-        if name == "linear_cosine":
-            return schedules.linear_cosine_decay(lr, total)
-        return schedules.noisy_linear_cosine_decay(lr, total)
+        return {
+            "constant": lambda: schedules.constant(lr),
+            "piecewise_constant": lambda: schedules.piecewise_constant(
+                [max(total // 2, 1), max(3 * total // 4, 2)], [lr, lr / 10, lr / 100]),
+            "exponential": lambda: schedules.exponential_decay(lr, total, 0.01),
+            "natural_exp": lambda: schedules.natural_exp_decay(lr, total, 4.6),  # e^-4.6 ~ 0.01
+            "polynomial": lambda: schedules.polynomial_decay(lr, total, end_learning_rate=lr / 100,
+                                                             power=1.0),
+            "cosine": lambda: schedules.cosine_decay(lr, total),
+            "linear_cosine": lambda: schedules.linear_cosine_decay(lr, total),
+            "noisy_linear_cosine": lambda: schedules.noisy_linear_cosine_decay(lr, total),
+        }[name]()
     return build
 
 
 SCHEDULES = ("constant", "piecewise_constant", "exponential", "natural_exp", "polynomial", "cosine",
              "linear_cosine", "noisy_linear_cosine")
-QUICK_SCHEDULES = ("constant", "cosine")
-DECAYS = SCHEDULES[1:]
-
-CLAIMS = ("decaying the learning rate ends at a lower training loss than a constant rate",)
 
 
-def add_arguments(group):
-    group.add_argument("--schedules", type=cli.name_list(SCHEDULES, "schedules"), default=None,
-                       metavar="A,B,...", help=f"schedules compared (default: all of {', '.join(SCHEDULES)})")
+@dataclass(frozen=True)
+class Config(study.Config):
+    lr: float = 0.05
+    schedules: tuple[str, ...] = option(SCHEDULES, quick=("constant", "cosine"), choices=SCHEDULES,
+                                        help="schedules compared")
 
 
-def run(run: runner.Run) -> None:
-    s = run.settings
-    names = s.options.get("schedules") or (QUICK_SCHEDULES if s.quick else SCHEDULES)
-    num_classes = run.data.get().num_classes
-    run.notes.append(f"refnet widths {WIDTHS}, hidden {HIDDEN}, SGD momentum 0.9; every decay starts at lr "
-                     f"{s.lr:g} and spans the whole run (piecewise: /10 at 1/2, /100 at 3/4; exponential, "
-                     "natural exp and polynomial end at lr/100).")
-    variants = [runner.Variant(name=n, model=refnet(num_classes, "relu", widths=WIDTHS, hidden=HIDDEN),
-                               schedule=make(n, s.lr), info={"schedule": n}) for n in names]
-    run.plan(variants)
-    results = run.train(variants)
-    run.columns = [
-        runner.TEST_ACCURACY,
-        runner.FINAL_TRAIN_LOSS,
-        runner.Column("final_train_error", "final train error", ".3g"),
-        runner.Column("test_loss", "test loss", ".3g"),
-    ]
-    run.verdicts = verdicts.schedule_claims(run.table, "constant", [d for d in DECAYS if d in names])
-    series = [{"label": n, "x": range(1, r.total_steps + 1), "runs": r.step["learning_rate"], "index": i}
-              for i, (n, r) in enumerate(results.items())]
-    run.add_plot(plots.curves(run.path("learning_rate.png"), series, xlabel="training step",
-                              ylabel="learning rate", title="Learning rate per step", logy=True),
-                 "learning rate vs step")
-    loss = [{"label": n, "x": range(1, r.total_steps + 1),
-             "runs": runner.trailing_mean(r.step["loss"], min(runner.SMOOTHING, r.steps_per_epoch)), "index": i}
+def _decay_helps(f: claims.Findings) -> claims.Judgement:
+    base = claims.mean(claims.get(f.table, "constant", "final_train_loss"))
+    known = {d: v for d in f.table if d != "constant"
+             for v in [claims.mean(claims.get(f.table, d, "final_train_loss"))] if v is not None}
+    if base is None or not known:
+        return claims.Judgement(claims.INCONCLUSIVE, "not measured")
+    better = [d for d, v in known.items() if v < base]
+    text = (f"constant {claims.fmt(base)}; " + ", ".join(f"{d} {claims.fmt(v)}" for d, v in known.items())
+            + f" ({len(better)} of {len(known)} lower)")
+    return claims.Judgement(claims.SUPPORTED if 2 * len(better) > len(known) else claims.CONTRADICTED,
+                            text, {"constant": base, "decays": known})
+
+
+CLAIMS = (claims.Claim("decaying the learning rate ends at a lower training loss than a constant rate "
+                       "(for most of the decays)", _decay_helps),)
+
+
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    results = session.train([Variant(name=n, model=refnet(num_classes, "relu", widths=WIDTHS, hidden=HIDDEN),
+                                     schedule=make(n, c.lr), info={"schedule": n}) for n in c.schedules])
+    steps = lambda r: range(1, r.total_steps + 1)  # noqa: E731
+    rate = [{"label": n, "x": steps(r), "runs": r.step["learning_rate"], "index": i}
             for i, (n, r) in enumerate(results.items())]
-    run.add_plot(plots.curves(run.path("train_loss.png"), loss, xlabel="training step",
-                              ylabel=f"training loss (mean of last {runner.SMOOTHING} batches)",
-                              title=f"Training loss per step ({s.dataset})", logy=True),
-                 "training loss vs step")
-    runner.plot_epoch_metric(run, results, "test_accuracy", name="test_accuracy.png", ylabel="test accuracy")
+    loss = [{"label": n, "x": steps(r), "runs": trailing_mean(r.step["loss"], min(SMOOTHING, r.steps_per_epoch)),
+             "index": i} for i, (n, r) in enumerate(results.items())]
+    return study.Outcome(
+        columns=[report.TEST_ACCURACY, report.FINAL_TRAIN_LOSS,
+                 report.Column("final_train_error", "final train error", ".3g"),
+                 report.Column("test_loss", "test loss", ".3g")],
+        notes=[f"refnet widths {WIDTHS}, hidden {HIDDEN}, SGD momentum 0.9; every decay starts at lr "
+               f"{c.lr:g} and spans the whole run (piecewise: /10 at 1/2, /100 at 3/4; exponential, "
+               "natural exp and polynomial end at lr/100)."],
+        plots=[(plots.curves(session.path("learning_rate.png"), rate, xlabel="training step",
+                             ylabel="learning rate", title="Learning rate per step", logy=True),
+                "learning rate vs step"),
+               (plots.curves(session.path("train_loss.png"), loss, xlabel="training step",
+                             ylabel=f"training loss (mean of last {SMOOTHING} batches)",
+                             title=f"Training loss per step ({c.dataset})", logy=True),
+                "training loss vs step"),
+               plots.epoch_metric(session.path("test_accuracy.png"), results, "test_accuracy",
+                                  ylabel="test accuracy", study="lr_schedules", dataset=c.dataset)])
 
 
-STUDY = cli.Study(
+STUDY = study.Study(
     name="lr_schedules",
     description="The seven learning-rate decays (and a constant rate) on the reference CNN.",
-    claims=CLAIMS, run=run, lr=0.05, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

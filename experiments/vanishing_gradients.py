@@ -14,98 +14,115 @@ gradient also scales with its fan-in (784 pixels against 64 hidden units).
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
-from experiments import cli, plots, runner, verdicts
-from experiments.models import mlp
+from fcnn.models import mlp
+
+from experiments.core import claims, plots, probes, report, study
+from experiments.core.study import option
+from experiments.core.training import Variant
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
-QUICK_ACTIVATIONS = ("sigmoid", "relu")
-DEPTH, WIDTH = 10, 64
-QUICK_DEPTH, QUICK_WIDTH = 4, 32
+
+
+@dataclass(frozen=True)
+class Config(study.Config):
+    depth: int = option(10, quick=4, help="hidden layers")
+    width: int = option(64, quick=32, help="units per hidden layer")
+    activations: tuple[str, ...] = option(ACTIVATIONS, quick=("sigmoid", "relu"), choices=ACTIVATIONS,
+                                          help="activations")
+
+
+def _error_shrinks(f: claims.Findings) -> claims.Judgement:
+    layers = f.facts["layers_output_to_input"]
+    return claims.decreasing("sigmoid bias-gradient norm, output -> input",
+                             [claims.mean(claims.get(f.table, "sigmoid", f"delta_init/{layer}"))
+                              for layer in layers])
+
+
+def _ratio_smaller(f: claims.Findings) -> claims.Judgement:
+    others = [n for n in ("tanh", "relu") if n in f.table]
+    ratio = lambda n: claims.get(f.table, n, "input_output_ratio_init")  # noqa: E731
+    return claims.every([claims.smaller("sigmoid", ratio("sigmoid"), n, ratio(n)) for n in others],
+                        [f"vs {n}" for n in others])
+
 
 CLAIMS = (
-    "with sigmoid units the back-propagated error (the bias gradient dL/dz, summed over the "
-    "batch) shrinks layer by layer towards the input (sigma' <= 1/4), at initialisation",
-    "the input-layer / output-layer gradient ratio is smaller with sigmoid than with tanh and ReLU",
+    claims.Claim("with sigmoid units the back-propagated error (the bias gradient dL/dz, summed "
+                 "over the batch) shrinks layer by layer towards the input (sigma' <= 1/4), at "
+                 "initialisation", _error_shrinks),
+    claims.Claim("the input-layer / output-layer gradient ratio is smaller with sigmoid than with "
+                 "tanh and ReLU", _ratio_smaller),
 )
 
 
-def add_arguments(group):
-    group.add_argument("--depth", type=cli.positive_int, default=None, metavar="N",
-                       help=f"hidden layers (default: {DEPTH}; --quick: {QUICK_DEPTH})")
-    group.add_argument("--width", type=cli.positive_int, default=None, metavar="N",
-                       help=f"units per hidden layer (default: {WIDTH}; --quick: {QUICK_WIDTH})")
-    group.add_argument("--activations", type=cli.name_list(ACTIVATIONS, "activations"), default=None,
-                       metavar="A,B,...", help=f"activations (default: {', '.join(ACTIVATIONS)})")
-
-
-def run(run: runner.Run) -> None:
-    s = run.settings
-    depth = s.options.get("depth") or (QUICK_DEPTH if s.quick else DEPTH)
-    width = s.options.get("width") or (QUICK_WIDTH if s.quick else WIDTH)
-    names = s.options.get("activations") or (QUICK_ACTIVATIONS if s.quick else ACTIVATIONS)
-    num_classes = run.data.get().num_classes
-    run.notes.append(f"MLP: {depth} hidden layers of {width} units, LeCun-normal init, SGD momentum 0.9; "
-                     "gradient norms on held-out validation images.")
-    variants = [runner.Variant(name=n, model=mlp(num_classes, n, depth=depth, width=width),
-                               probe=runner.units_probe, info={"activation": n}) for n in names]
-    run.plan(variants)
-    results = run.train(variants)
-    layers = runner.probe_layers(next(iter(results.values())), "grad")
-    for name, r in results.items():
-        for layer in layers:
-            run.add_metric(name, f"grad_init/{layer}", runner.probe_at(r, f"grad/{layer}", 0))
-            run.add_metric(name, f"grad_end/{layer}", runner.probe_at(r, f"grad/{layer}", -1))
-            run.add_metric(name, f"delta_init/{layer}", runner.probe_at(r, f"delta/{layer}", 0))
-        first, last = layers[0], layers[-1]
-        ratio = [None if a is None or not b else a / b for a, b in
-                 zip(runner.probe_at(r, f"grad/{first}", 0), runner.probe_at(r, f"grad/{last}", 0))]
-        run.add_metric(name, "input_output_ratio_init", ratio)
-    middle = layers[len(layers) // 2]
-    run.columns = [
-        runner.TEST_ACCURACY,
-        runner.Column(f"delta_init/{layers[0]}", f"error {layers[0]} (init)", ".2e"),
-        runner.Column(f"delta_init/{middle}", f"error {middle} (init)", ".2e"),
-        runner.Column(f"delta_init/{layers[-1]}", f"error {layers[-1]} (init)", ".2e"),
-        runner.Column(f"grad_init/{layers[0]}", f"grad {layers[0]} (init)", ".2e"),
-        runner.Column(f"grad_init/{middle}", f"grad {middle} (init)", ".2e"),
-        runner.Column(f"grad_init/{layers[-1]}", f"grad {layers[-1]} (init)", ".2e"),
-        runner.Column("input_output_ratio_init", "input/output grad ratio (init)", ".2e"),
-        runner.Column(f"grad_end/{layers[0]}", f"grad {layers[0]} (end)", ".2e"),
-    ]
-    run.verdicts = verdicts.vanishing_claims(run.table, list(reversed(layers)))
+def draw(session, results, layers) -> list:
     x = np.arange(1, len(layers) + 1)
+    drawn = []
     for key, file, ylabel, title in (
         ("grad", "grad_per_layer.png", "gradient norm of the layer's weights",
-         "Weight-gradient norm per layer, at initialisation (solid) and after training (dashed)"),
+         "Weight-gradient norm per layer:\nat initialisation (solid), after training (dashed)"),
         ("delta", "error_per_layer.png", "bias-gradient norm (back-propagated error)",
-         "Back-propagated error per layer, at initialisation (solid) and after training (dashed)"),
+         "Back-propagated error per layer:\nat initialisation (solid), after training (dashed)"),
     ):
         series = []
         for i, (name, r) in enumerate(results.items()):
             for when, index, style in (("init", 0, "-"), ("end", -1, "--")):
-                runs = np.array([[v if v is not None else np.nan
-                                  for v in runner.probe_at(r, f"{key}/{layer}", index)]
+                runs = np.array([[np.nan if v is None else v
+                                  for v in probes.probe_at(r, f"{key}/{layer}", index)]
                                  for layer in layers], float).T
                 series.append({"label": f"{name} ({when})", "x": x, "runs": runs, "index": i,
                                "linestyle": style})
-        path = plots.curves(run.path(file), series, xlabel="layer (1 = next to the input)",
-                            ylabel=ylabel, title=title, logy=True, integer_x=True)
-        run.add_plot(path, title.split(",")[0].lower())
-    runner.plot_training_error(run, results)
+        plots.curves(session.path(file), series, xlabel="layer (1 = next to the input)",
+                     ylabel=ylabel, title=title, logy=True, integer_x=True)
+        drawn.append((session.path(file), title.split(":")[0].lower()))
+    c = session.config
+    drawn.append(plots.training_error(session.path("train_error.png"), results,
+                                      study="vanishing_gradients", dataset=c.dataset))
+    return drawn
 
 
-STUDY = cli.Study(
+def run(session: study.Session) -> study.Outcome:
+    c = session.config
+    num_classes = session.data.get().num_classes
+    results = session.train([Variant(name=n, model=mlp(num_classes, n, depth=c.depth, width=c.width),
+                                     probe=probes.units_probe, info={"activation": n})
+                             for n in c.activations])
+    layers = probes.probe_layers(next(iter(results.values())), "grad")
+    metrics = {}
+    for name, r in results.items():
+        m = metrics[name] = {}
+        for layer in layers:
+            m[f"grad_init/{layer}"] = probes.probe_at(r, f"grad/{layer}", 0)
+            m[f"grad_end/{layer}"] = probes.probe_at(r, f"grad/{layer}", -1)
+            m[f"delta_init/{layer}"] = probes.probe_at(r, f"delta/{layer}", 0)
+        m["input_output_ratio_init"] = [None if a is None or not b else a / b for a, b in zip(
+            m[f"grad_init/{layers[0]}"], m[f"grad_init/{layers[-1]}"])]
+    middle = layers[len(layers) // 2]
+    columns = [report.TEST_ACCURACY]
+    for prefix, what in (("delta_init", "error"), ("grad_init", "grad")):
+        columns += [report.Column(f"{prefix}/{layer}", f"{what} {layer} (init)", ".2e")
+                    for layer in (layers[0], middle, layers[-1])]
+    columns += [report.Column("input_output_ratio_init", "input/output grad ratio (init)", ".2e"),
+                report.Column(f"grad_end/{layers[0]}", f"grad {layers[0]} (end)", ".2e")]
+    return study.Outcome(
+        metrics=metrics, columns=columns, facts={"layers_output_to_input": list(reversed(layers))},
+        notes=[f"MLP: {c.depth} hidden layers of {c.width} units, LeCun-normal init, SGD momentum "
+               "0.9; gradient norms on held-out validation images."],
+        plots=draw(session, results, layers))
+
+
+STUDY = study.Study(
     name="vanishing_gradients",
     description="Gradient norm per layer of a deep MLP with sigmoid, tanh and ReLU units.",
-    claims=CLAIMS, run=run, lr=0.01, add_arguments=add_arguments,
+    config=Config, claims=CLAIMS, run=run,
 )
 
 
 def main(argv=None) -> int:
-    return cli.main(STUDY, argv)
+    return study.main(STUDY, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Every command line of the project: studies, benchmarks and `make run`.
 
-Each script exposes its parser (`build_parser()`, or `experiments.cli.study_parser`
+Each script exposes its parser (`build_parser()`, or `STUDY.parser()`
 for the studies), so the options are walked in-process: `--help` exits 0 and
 documents every option, and every option that takes a checked value turns a bad
 value into exit code 2 with one line on stderr naming the option. A few real
@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 import pytest
 
 import experiments
-from experiments import cli as study_cli
+from experiments.core import study as study_lib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def _study_modules() -> list[str]:
     names = []
     for info in pkgutil.iter_modules(experiments.__path__):
         module = importlib.import_module(f"experiments.{info.name}")
-        if isinstance(getattr(module, "STUDY", None), study_cli.Study) and callable(
+        if isinstance(getattr(module, "STUDY", None), study_lib.Study) and callable(
             getattr(module, "main", None)
         ):
             names.append(info.name)
@@ -67,7 +67,7 @@ STUDY_MODULES = _study_modules()
 def _script(module: str) -> Script:
     mod = importlib.import_module(module)
     if module.startswith("experiments."):
-        return Script(module, lambda: study_cli.study_parser(mod.STUDY), mod.main)
+        return Script(module, lambda: mod.STUDY.parser(), mod.main)
     base = ("results.json",) if module == "benchmarks.report" else ()
     return Script(module, mod.build_parser, mod.main, base)
 
@@ -96,7 +96,7 @@ def _no_work_after_parsing(monkeypatch):
     import benchmarks.refnet
     import fcnn.data
 
-    monkeypatch.setattr(study_cli, "settings_from_args", _stop)
+    monkeypatch.setattr(study_lib.config_lib, "resolve", _stop)
     monkeypatch.setattr(benchmarks.refnet, "find_tcmalloc", _stop)
     monkeypatch.setattr(benchmarks.ops, "measure", _stop)
     monkeypatch.setattr(benchmarks.matmul_peak, "measure", _stop)

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from experiments import STUDIES, cli, runner
+from experiments import STUDIES
+from experiments.core import config, report, study, training
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,7 +120,7 @@ def test_options_that_do_not_fit_the_data_exit_2(tmp_path, capsys):
 def test_interrupt_keeps_the_finished_variants(tmp_path, capsys, monkeypatch):
     """Ctrl-C during the second variant: exit 130, the first variant's results stay
     readable in metrics.jsonl, summary.json and report.md."""
-    original = runner.train_variant
+    original = training.train_variant
     calls = []
 
     def interrupted_second(*args, **kwargs):
@@ -128,7 +129,7 @@ def test_interrupt_keeps_the_finished_variants(tmp_path, capsys, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_variant", interrupted_second)
+    monkeypatch.setattr(study, "train_variant", interrupted_second)
     code = _study("dropout").main(["--quick", "--out", str(tmp_path)])
     assert code == 130
     assert "interrupted; 1 finished variant(s)" in capsys.readouterr().err
@@ -141,26 +142,47 @@ def test_interrupt_keeps_the_finished_variants(tmp_path, capsys, monkeypatch):
 
 
 def test_second_run_writes_a_new_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "timestamp", lambda: "20250101-120000")
-    settings = runner.Settings(study="s", out=str(tmp_path), quick=True)
-    first, second = runner.Run(settings), runner.Run(settings)
-    first.open()
-    second.open()
+    monkeypatch.setattr(report, "timestamp", lambda: "20250101-120000")
+    first, second = report.RunFolder(str(tmp_path), "s"), report.RunFolder(str(tmp_path), "s")
     assert first.dir != second.dir and os.path.isdir(first.dir) and os.path.isdir(second.dir)
+    assert os.path.basename(second.dir) == "20250101-120000-1"
 
 
-def test_settings_defaults_follow_dataset_and_quick():
-    study = _study("dropout").STUDY
-    parser = cli.build_parser("p", "d")
-    args = parser.parse_args(["--dataset", "mnist"])
-    args.rates, args.train_size, args.max_norm = None, None, 3.0
-    settings = cli.settings_from_args(study, args)
-    assert (settings.epochs, settings.batch_size, settings.seeds) == (30, 32, 3)
-    args = parser.parse_args(["--quick", "--epochs", "2"])
-    args.rates, args.train_size, args.max_norm = None, None, 3.0
-    settings = cli.settings_from_args(study, args)
-    assert (settings.epochs, settings.seeds, settings.quick) == (2, 1, True)
-    assert settings.options == {"rates": None, "train_size": None, "max_norm": 3.0}
+def test_config_values_follow_the_command_line_then_quick_then_the_dataset():
+    dropout = _study("dropout").STUDY
+    parser = dropout.parser()
+    resolved = config.resolve(dropout.config, parser.parse_args(["--dataset", "mnist"]))
+    assert (resolved.epochs, resolved.batch_size, resolved.seeds, resolved.train_size) == (30, 32, 3, 1000)
+    resolved = config.resolve(dropout.config, parser.parse_args([]))
+    assert (resolved.epochs, resolved.train_size, resolved.rates) == (60, 300, (0.0, 0.2, 0.5))
+    resolved = config.resolve(dropout.config, parser.parse_args(["--quick", "--epochs", "2"]))
+    assert (resolved.epochs, resolved.seeds, resolved.quick, resolved.rates) == (2, 1, True, (0.0, 0.5))
+    # a study's new default keeps the help of the common option it overrides
+    dead = _study("dead_relu").STUDY
+    assert config.resolve(dead.config, dead.parser().parse_args([])).lr == 0.1
+    assert config.metadata(dead.config, "lr")["help"] == "learning rate"
+
+
+def test_a_single_seed_never_supports_or_contradicts_a_claim():
+    from experiments.core import claims
+
+    claim = claims.Claim("a is smaller", lambda f: claims.smaller("a", f.table["a"]["x"], "b",
+                                                                  f.table["b"]["x"]))
+    table = {"a": {"x": [1.0]}, "b": {"x": [5.0]}}
+    verdict = claim.judge(claims.Findings(table, seeds=1))
+    assert verdict.status == claims.INCONCLUSIVE and "one seed" in verdict.evidence
+    table = {"a": {"x": [1.0, 1.1]}, "b": {"x": [5.0, 5.1]}}
+    assert claim.judge(claims.Findings(table, seeds=2)).status == claims.SUPPORTED
+
+
+def test_python_m_experiments_lists_every_study_and_its_claims():
+    result = subprocess.run([sys.executable, "-m", "experiments"], capture_output=True, text=True,
+                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert result.returncode == 0
+    for name in STUDIES:
+        assert f"{name}: " in result.stdout
+        for claim in _study(name).STUDY.claims:
+            assert claim.text in result.stdout
 
 
 def test_script_entry_point_exit_codes(tmp_path):

@@ -9,11 +9,14 @@ import pytest
 import fcnn
 from fcnn import losses
 from fcnn.train import init_opt_state, make_optimizer, make_train_step
+from fcnn.data import BatchIterator
+from fcnn.train import evaluate, train_steps
 from fcnn.train.population import (
-    fit_population,
     init_population,
+    make_population_eval_step,
     make_population_step,
     member,
+    seed_keys,
     set_hyperparams,
 )
 
@@ -66,37 +69,43 @@ def test_population_initialisation_is_per_seed():
     chex.assert_trees_all_equal(member(params, 1), alone)
 
 
-def test_fit_population_in_groups_records_per_member_history():
+def test_the_engine_trains_a_population_whose_members_diverge_alone():
+    """A population runs through the same engine as one model; a member with an absurd
+    learning rate diverges without touching the others; evaluation gives one value per
+    member."""
     net = fcnn.serial(fcnn.Flatten(), fcnn.Dense(6), fcnn.Relu(), fcnn.Dense(3))
     rng = np.random.default_rng(1)
     images = rng.normal(size=(40, 5, 5, 2)).astype(np.float32)
     labels = (np.arange(40) % 3).astype(np.int32)
-    result = fit_population(
-        net, LOSS, make_optimizer("sgd", 0.1), (images, labels), seeds=(0, 1, 2, 3),
-        population_size=2, hyperparams={"learning_rate": [0.01, 0.02, 0.05, 1e30]},
-        epochs=2, batch_size=8, eval_data=(images, labels), progress=False)
-    assert len(result.history) == 2
-    assert all(len(result.history[0][k]) == 4
-               for k in ("train_loss", "train_accuracy", "eval_loss", "eval_accuracy"))
-    chex.assert_shape(result.params["1"]["kernel"], (4, 50, 6))
-    # the member with an absurd learning rate diverges alone
-    assert result.diverged_at[:3] == [None, None, None] and result.diverged_at[3] is not None
+    seeds = (0, 1, 2, 3)
+    opt = make_optimizer("sgd", 0.1)
+    params, state, opt_state = init_population(
+        net, opt, SHAPE, seeds, hyperparams={"learning_rate": [0.01, 0.02, 0.05, 1e30]})
+    iterator = BatchIterator(images, labels, 8, seed=0)
+    codes = []
+    for out in train_steps(make_population_step(net, LOSS, opt), params, state, opt_state, iterator,
+                           seed_keys(seeds), count=2 * iterator.steps_per_epoch):
+        params, state, opt_state = out.params, out.state, out.opt_state
+        codes.append(np.asarray(out.metrics["nonfinite"]))
+    chex.assert_shape(params["1"]["kernel"], (4, 50, 6))
+    diverged = np.any(np.stack(codes) != 0, axis=0)
+    assert diverged.tolist() == [False, False, False, True]
+    ev = evaluate(make_population_eval_step(net, LOSS), params, state, images, labels, batch_size=16)
+    chex.assert_shape(ev["accuracy"], (4,))
+    assert np.all(np.isfinite(ev["loss"][:3]))
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(seeds=(0, 1, 2), population_size=2), r"population_size=2 does not divide the 3 seeds"),
     (dict(seeds=(0, 1), hyperparams={"learning_rate": [0.1]}),
      r"hyperparams\['learning_rate'\] has shape \(1,\): expected one value per seed, \(2,\)"),
-    (dict(seeds=(0, 1), hyperparams={"learning_rate": [0.1, -0.1]}), r"must be > 0"),
+    (dict(seeds=(0, 1), hyperparams={"learning_rate": [0.1, -0.1]}),
+     r"hyperparams\['learning_rate'\]\[1\]=-0.1: expected a finite number > 0"),
     (dict(seeds=(0, 0)), r"seeds must be distinct"),
     (dict(seeds=()), r"at least one seed"),
 ])
 def test_bad_arguments(kwargs, match):
-    images = np.zeros((16, 5, 5, 2), np.float32)
-    labels = np.zeros(16, np.int32)
     with pytest.raises(ValueError, match=match):
-        fit_population(model(), LOSS, make_optimizer("sgd", 0.1), (images, labels), epochs=1,
-                       batch_size=8, progress=False, **kwargs)
+        init_population(model(), make_optimizer("sgd", 0.1), SHAPE, **kwargs)
 
 
 def test_hyperparams_need_an_injecting_optimizer():

@@ -1,6 +1,7 @@
-"""The training engine: jitted steps, the fit loop, optimizers and regularizers,
-fine-tuning, checkpoints, population (vmap) training, per-example gradients and
-data parallelism."""
+"""Training: one engine (`train_steps`, a compiled step run over batches and per-step
+keys) under `fit`, population (vmap) training and the studies; the jitted steps,
+evaluation, optimizers and regularizers, fine-tuning, checkpoints, per-example
+gradients and data parallelism."""
 
 from fcnn.train.checkpoint import (  # noqa: F401
     CheckpointError,
@@ -18,8 +19,10 @@ from fcnn.train.finetune import (  # noqa: F401
     partition,
     trainable_mask,
 )
-from fcnn.train.loop import FitResult, NonFiniteError, evaluate, fit  # noqa: F401
-from fcnn.train.optimizers import OPTIMIZERS, make_optimizer  # noqa: F401
+from fcnn.train.engine import StepResult, step_keys, train_steps  # noqa: F401
+from fcnn.train.evaluation import eval_batches, evaluate, evaluate_batches  # noqa: F401
+from fcnn.train.loop import FitResult, NonFiniteError, fit  # noqa: F401
+from fcnn.train.optimizers import OPTIMIZERS, by_name, make_optimizer  # noqa: F401
 from fcnn.train.regularizers import (  # noqa: F401
     add_l1,
     add_l2,
@@ -35,4 +38,5 @@ from fcnn.train.step import (  # noqa: F401
     init_opt_state,
     make_eval_step,
     make_train_step,
+    supervised_objective,
 )

@@ -1,10 +1,16 @@
-"""Optimizers by name, built from optax transformations plus our regularizers.
+"""Optimizers: optax transformations chained with our regularizers.
 
-    make_optimizer("adam", 1e-3, l2=1e-4, max_norm=3.0)
+Each optimizer is a function of the learning rate (and its own hyper-parameters)
+returning an optax `GradientTransformation`, so anywhere an optimizer is expected a
+callable `lr -> GradientTransformation` can be passed:
 
-is the chain
+    optimizers.momentum(0.01)                          # SGD + heavy-ball momentum 0.9
+    functools.partial(optimizers.adam, l2=1e-4)        # a factory lr -> Adam + L2
+    make_optimizer("adam", 1e-3, max_norm=3.0)         # by name (command lines)
 
-    add_l1 -> add_l2 -> scale_by_adam -> decoupled_weight_decay -> scale_by_learning_rate
+Every optimizer is the chain
+
+    add_l1 -> add_l2 -> <direction> -> decoupled_weight_decay -> scale_by_learning_rate
     -> max_norm
 
 (links with strength 0 or None are left out). The numeric hyper-parameters
@@ -13,7 +19,7 @@ is the chain
 population of models can carry one learning rate per member and be `jax.vmap`ped
 (see fcnn.train.population), and a schedule's current value is visible there.
 
-Optimizers (the update direction d before the learning rate; step = -lr * d):
+Directions d (the update before the learning rate; step = -lr * d):
 
     sgd       d = g
     momentum  d = v,  v <- mu * v + g                       (heavy ball)
@@ -23,109 +29,43 @@ Optimizers (the update direction d before the learning rate; step = -lr * d):
     adamw     adam + decoupled weight decay                 (Loshchilov & Hutter, 2019)
     rprop     per-weight steps grown by eta_plus / shrunk by eta_minus on sign changes;
               the learning rate is the initial step size    (Riedmiller & Braun, 1993)
+
+Regularizers (keyword arguments of every optimizer): `l1`, `l2` (penalty strengths
+added to the gradient: l1 * sign(w) and l2 * w), `weight_decay` (decoupled),
+`max_norm` (the bound c of the max-norm constraint) and `mask` (which leaves they
+touch: "kernels", the default, "all", a pytree of bools or a function params -> bools).
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
-import math
-import numbers
 
 import optax
 
+from fcnn._checks import check_number
 from fcnn.schedules import check_learning_rate
 from fcnn.train import regularizers
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "rprop")
 
+def _chain(direction, learning_rate, hp: dict, *, weight_decay=0.0, l1=0.0, l2=0.0,
+           max_norm=None, mask="kernels", scale_by_lr: bool = True) -> optax.GradientTransformation:
+    """The regularized chain around `direction(**values)`, hyper-parameters injected.
 
-def _number(value, name: str, *, low: float = 0.0, high: float | None = None, open_low=False):
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r}: expected a finite number")
-    value = float(value)
-    bad_low = value <= low if open_low else value < low
-    if bad_low or (high is not None and value >= high):
-        interval = f"{'(' if open_low else '['}{low}, {high if high is not None else 'inf'})"
-        raise ValueError(f"{name}={value!r}: expected a number in {interval}")
-    return value
-
-
-def _core(name: str, hp: dict) -> optax.GradientTransformation:
-    if name == "sgd":
-        return optax.identity()
-    if name == "momentum":
-        return optax.trace(decay=hp["momentum"], nesterov=False)
-    if name == "nesterov":
-        return optax.trace(decay=hp["momentum"], nesterov=True)
-    if name == "rmsprop":
-        return optax.scale_by_rms(decay=hp["decay"], eps=hp["eps"])
-    return optax.scale_by_adam(b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])  # adam, adamw
-
-
-def make_optimizer(
-    name: str,
-    learning_rate,
-    *,
-    momentum: float = 0.9,
-    decay: float = 0.9,
-    b1: float = 0.9,
-    b2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float | None = None,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    max_norm: float | None = None,
-    mask="kernels",
-    eta_minus: float = 0.5,
-    eta_plus: float = 1.2,
-) -> optax.GradientTransformation:
-    """An optax optimizer by name (one of `OPTIMIZERS`) with optional regularizers.
-
-    Args:
-      learning_rate: a number > 0 or a schedule (fcnn.schedules); for "rprop", the
-        initial per-weight step size.
-      momentum: mu for "momentum" and "nesterov".
-      decay: rho, the squared-gradient average of "rmsprop".
-      b1, b2, eps: Adam's moment decays and denominator offset (eps also for rmsprop).
-      weight_decay: decoupled weight decay (default 1e-4 for "adamw", 0 otherwise).
-      l1, l2: penalty strengths added to the gradient: l1 * sign(w) and l2 * w
-        (the gradients of l1 * ||w||_1 and (l2 / 2) * ||w||^2).
-      max_norm: the bound c of the max-norm constraint, or None.
-      mask: which leaves the regularizers touch: "kernels" (rank >= 2, default), "all",
-        a pytree of bools or a function params -> bools.
-      eta_minus, eta_plus: Rprop's step shrink and growth factors.
+    `hp` holds the direction's own hyper-parameters, already checked.
     """
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer {name!r}: expected one of {OPTIMIZERS}")
     if not callable(learning_rate):
         learning_rate = check_learning_rate(learning_rate)
-    if weight_decay is None:
-        weight_decay = 1e-4 if name == "adamw" else 0.0
-    hp = {
-        "learning_rate": learning_rate,
-        "weight_decay": _number(weight_decay, "weight_decay"),
-        "l1": _number(l1, "l1"),
-        "l2": _number(l2, "l2"),
-    }
-    if name in ("momentum", "nesterov"):
-        hp["momentum"] = _number(momentum, "momentum", high=1.0)
-    if name == "rmsprop":
-        hp["decay"] = _number(decay, "decay", high=1.0)
-        hp["eps"] = _number(eps, "eps")
-    if name in ("adam", "adamw"):
-        hp["b1"] = _number(b1, "b1", high=1.0)
-        hp["b2"] = _number(b2, "b2", high=1.0)
-        hp["eps"] = _number(eps, "eps")
-    if name == "rprop":
-        hp["eta_minus"] = _number(eta_minus, "eta_minus", high=1.0, open_low=True)
-        hp["eta_plus"] = _number(eta_plus, "eta_plus", low=1.0, open_low=True)
-    if name == "rprop" and hp["weight_decay"] > 0:
+    hp = dict(hp, learning_rate=learning_rate,
+              weight_decay=check_number(weight_decay, "weight_decay", low=0.0),
+              l1=check_number(l1, "l1", low=0.0), l2=check_number(l2, "l2", low=0.0))
+    if max_norm is not None:
+        hp["max_norm"] = check_number(max_norm, "max_norm", low=0.0, low_open=True)
+    if not scale_by_lr and hp["weight_decay"] > 0:
         raise ValueError(
             f"weight_decay={weight_decay!r} with 'rprop': Rprop takes sign steps, so a decay "
             "added after it has no learning rate to scale it; use l2= instead"
         )
-    if max_norm is not None:
-        hp["max_norm"] = _number(max_norm, "max_norm", open_low=True)
     mask = regularizers.resolve_mask(mask)
     # Which links exist is decided here, from Python numbers; only their values are
     # injected (arrays in opt_state), so a vmapped population can vary them.
@@ -137,29 +77,101 @@ def make_optimizer(
             links.append(regularizers.add_l1(values["l1"], mask))
         if use_l2:
             links.append(regularizers.add_l2(values["l2"], mask))
-        if name == "rprop":
-            links.append(optax.rprop(
-                values["learning_rate"], eta_minus=values["eta_minus"], eta_plus=values["eta_plus"]
-            ))
-        else:
-            links.append(_core(name, values))
+        links.append(direction(values))
         if use_wd:
             links.append(regularizers.decoupled_weight_decay(values["weight_decay"], mask))
-        if name != "rprop":
+        if scale_by_lr:
             links.append(optax.scale_by_learning_rate(values["learning_rate"]))
         if "max_norm" in values:
             links.append(regularizers.max_norm(values["max_norm"], mask))
         return optax.chain(*links)
 
-    return optax.inject_hyperparams(_with_signature(factory, hp))(**hp)
+    # inject_hyperparams inspects the factory's signature: give it named parameters.
+    factory.__signature__ = inspect.Signature(
+        [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in hp])
+    return optax.inject_hyperparams(factory)(**hp)
 
 
-def _with_signature(factory, hp: dict):
-    """inject_hyperparams inspects the factory's signature: give it named parameters."""
-    params = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in hp]
+def _fraction(value, name: str) -> float:
+    return check_number(value, name, low=0.0, high=1.0, high_open=True)
 
-    def named(**values):
-        return factory(**values)
 
-    named.__signature__ = inspect.Signature(params)
-    return named
+def sgd(learning_rate, **regularization) -> optax.GradientTransformation:
+    """Plain gradient descent: step = -lr * g."""
+    return _chain(lambda v: optax.identity(), learning_rate, {}, **regularization)
+
+
+def _trace(learning_rate, mu, nesterov: bool, regularization) -> optax.GradientTransformation:
+    hp = {"momentum": _fraction(mu, "momentum")}
+    return _chain(lambda v: optax.trace(decay=v["momentum"], nesterov=nesterov),
+                  learning_rate, hp, **regularization)
+
+
+def momentum(learning_rate, momentum: float = 0.9, **regularization) -> optax.GradientTransformation:
+    """SGD with heavy-ball momentum `momentum` (the velocity's decay)."""
+    return _trace(learning_rate, momentum, False, regularization)
+
+
+def nesterov(learning_rate, momentum: float = 0.9, **regularization) -> optax.GradientTransformation:
+    """SGD with Nesterov momentum (Sutskever et al., 2013)."""
+    return _trace(learning_rate, momentum, True, regularization)
+
+
+def rmsprop(learning_rate, decay: float = 0.9, eps: float = 1e-8,
+            **regularization) -> optax.GradientTransformation:
+    """RMSProp: the gradient divided by a running root mean square (Tieleman & Hinton)."""
+    hp = {"decay": _fraction(decay, "decay"), "eps": check_number(eps, "eps", low=0.0)}
+    return _chain(lambda v: optax.scale_by_rms(decay=v["decay"], eps=v["eps"]),
+                  learning_rate, hp, **regularization)
+
+
+def adam(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+         **regularization) -> optax.GradientTransformation:
+    """Adam (Kingma & Ba, 2015); with `weight_decay` > 0 it is AdamW."""
+    hp = {"b1": _fraction(b1, "b1"), "b2": _fraction(b2, "b2"),
+          "eps": check_number(eps, "eps", low=0.0)}
+    return _chain(lambda v: optax.scale_by_adam(b1=v["b1"], b2=v["b2"], eps=v["eps"]),
+                  learning_rate, hp, **regularization)
+
+
+def adamw(learning_rate, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8,
+          weight_decay: float = 1e-4, **regularization) -> optax.GradientTransformation:
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), default 1e-4."""
+    return adam(learning_rate, b1, b2, eps, weight_decay=weight_decay, **regularization)
+
+
+def rprop(learning_rate, eta_minus: float = 0.5, eta_plus: float = 1.2,
+          **regularization) -> optax.GradientTransformation:
+    """Rprop (Riedmiller & Braun, 1993): sign steps whose size, starting at the learning
+    rate, grows by `eta_plus` while the gradient keeps its sign and shrinks by
+    `eta_minus` when it flips."""
+    hp = {"eta_minus": check_number(eta_minus, "eta_minus", low=0.0, high=1.0, low_open=True,
+                                    high_open=True),
+          "eta_plus": check_number(eta_plus, "eta_plus", low=1.0, low_open=True)}
+    return _chain(lambda v: optax.rprop(v["learning_rate"], eta_minus=v["eta_minus"],
+                                        eta_plus=v["eta_plus"]),
+                  learning_rate, hp, scale_by_lr=False, **regularization)
+
+
+OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop,
+              "adam": adam, "adamw": adamw, "rprop": rprop}
+
+
+def make_optimizer(name: str, learning_rate, **kwargs) -> optax.GradientTransformation:
+    """The optimizer `name` (one of `OPTIMIZERS`), e.g. make_optimizer("adam", 1e-3, l2=1e-4);
+    the keyword arguments are those of the function of that name in this module."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r}: expected one of {tuple(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate, **kwargs)
+
+
+def by_name(name: str, **kwargs):
+    """The factory lr -> optimizer for a name (command-line sugar): e.g.
+    by_name("momentum", momentum=0.8)(0.01)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r}: expected one of {tuple(OPTIMIZERS)}")
+    return functools.partial(OPTIMIZERS[name], **kwargs)
+
+
+__all__ = ["OPTIMIZERS", "adam", "adamw", "by_name", "make_optimizer", "momentum", "nesterov",
+           "rmsprop", "rprop", "sgd"]

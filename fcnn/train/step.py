@@ -160,6 +160,27 @@ def init_opt_state(optimizer, params, trainable=None):
     return optimizer.init(partition(params, trainable)[0])
 
 
+def supervised_objective(model, loss_fn: LossFn, penalty=None):
+    """The usual objective: L = loss_fn(model(params, images), labels) + penalty(params).
+
+    objective(params, state, images, labels, rng) -> (L, (logits, new_state, aux)),
+    aux holding "loss" (the data loss) and "penalty" (if any): the form every
+    objective of `make_train_step` has.
+    """
+
+    def objective(params, state, images, labels, rng):
+        logits, new_state = model.apply(params, state, images, train=True, rng=rng)
+        data_loss = loss_fn(logits, labels)
+        aux = {"loss": data_loss}
+        total = data_loss
+        if penalty is not None:
+            aux["penalty"] = penalty(params)
+            total = total + aux["penalty"]
+        return total, (logits, new_state, aux)
+
+    return objective
+
+
 def make_train_step(
     model,
     loss_fn: LossFn,
@@ -167,6 +188,7 @@ def make_train_step(
     *,
     trainable=None,
     penalty: Callable[[Any], jax.Array] | None = None,
+    objective: Callable | None = None,
     check_finite: bool = True,
     jit: bool = True,
     donate: bool = True,
@@ -179,7 +201,10 @@ def make_train_step(
 
         L(params) = loss_fn(model(params, images), labels) + penalty(params)
 
-    (`penalty`, e.g. `lambda p: 1e-4 * fcnn.losses.l2_penalty(p)`, is optional).
+    (`penalty`, e.g. `lambda p: 1e-4 * fcnn.losses.l2_penalty(p)`, is optional). A
+    custom `objective` with the signature of `supervised_objective`'s result replaces
+    it (e.g. the center loss, which also updates class centers kept in `state`); the
+    update, the metrics and the non-finite check stay the same.
     `trainable` (a mask from `trainable_mask`) restricts differentiation and update to
     its True leaves; `opt_state` must then come from `init_opt_state(optimizer,
     params, trainable)`.
@@ -195,6 +220,13 @@ def make_train_step(
     optimizer = _check_optimizer(optimizer)
     if penalty is not None and not callable(penalty):
         raise TypeError(f"penalty={penalty!r}: expected a function params -> scalar, or None")
+    if objective is None:
+        objective = supervised_objective(model, loss_fn, penalty)
+    elif not callable(objective) or penalty is not None:
+        raise TypeError(
+            f"objective={objective!r}: expected a function (params, state, images, labels, rng) "
+            "-> (total, (logits, new_state, aux)), without penalty= (add it to the objective)"
+        )
     if trainable is not None and not any(jax.tree_util.tree_leaves(trainable)):
         raise ValueError(
             "trainable: every parameter is frozen (fine-tuning mode 'predict'), so there "
@@ -206,20 +238,11 @@ def make_train_step(
         check_batch_fits(model, params, images.shape)
         train_params, frozen = partition(params, trainable)
 
-        def objective(train_params):
-            full = combine(train_params, frozen)
-            logits, new_state = model.apply(full, state, images, train=True, rng=rng)
-            data_loss = loss_fn(logits, labels)
-            aux = {"loss": data_loss}
-            total = data_loss
-            if penalty is not None:
-                aux["penalty"] = penalty(full)
-                total = total + aux["penalty"]
-            return total, (logits, new_state, aux)
+        def of_trainable(train_params):
+            return objective(combine(train_params, frozen), state, images, labels, rng)
 
-        (total, (logits, new_state, aux)), grads = jax.value_and_grad(objective, has_aux=True)(
-            train_params
-        )
+        (total, (logits, new_state, aux)), grads = jax.value_and_grad(
+            of_trainable, has_aux=True)(train_params)
         updates, new_opt_state = optimizer.update(grads, opt_state, train_params)
         new_train = optax.apply_updates(train_params, updates)
         out = dict(aux, accuracy=metrics_lib.accuracy(logits, labels))

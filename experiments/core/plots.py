@@ -161,3 +161,56 @@ def scatter_classes(ax, points, labels, *, title: str, max_points: int = 3000):
         sel = labels == c
         ax.scatter(points[sel, 0], points[sel, 1], s=6, alpha=0.6, color=color(int(c)), label=str(c))
     finish(ax, xlabel="feature 1", ylabel="feature 2", title=title, legend_cols=2)
+
+
+# ---------------------------------------------------------------------------------
+# The plots several studies draw. Each returns (path, caption) for the report.
+
+
+def training_error(path, results, *, study: str, dataset: str, targets: Sequence[float] = (),
+                   title: str | None = None) -> tuple[str, str]:
+    """Smoothed mini-batch training error against steps, one curve per variant."""
+    from experiments.core.training import SMOOTHING
+
+    floor = 1e-3
+    series = [{"label": n, "x": np.arange(1, r.total_steps + 1),
+               "runs": np.maximum(r.smoothed_error(), floor), "index": i}
+              for i, (n, r) in enumerate(results.items())]
+    curves(path, series, xlabel="training step (log scale)",
+           ylabel=f"training error, mean of last {SMOOTHING} batches (0 drawn at {floor:g})",
+           title=title or f"{study}: training error ({dataset})", logy=True, logx=True,
+           hlines=targets, hline_label="error targets")
+    return os.fspath(path), "training error vs step"
+
+
+def epoch_metric(path, results, key: str, *, ylabel: str, study: str, dataset: str,
+                 logy: bool = False) -> tuple[str, str]:
+    """A per-epoch metric (epoch 0 = initialisation) against epochs."""
+    series = [{"label": n, "x": np.arange(r.epoch[key].shape[1]), "runs": r.epoch[key], "index": i}
+              for i, (n, r) in enumerate(results.items()) if key in r.epoch]
+    curves(path, series, xlabel="epoch", ylabel=ylabel, title=f"{study}: {ylabel} ({dataset})",
+           logy=logy)
+    return os.fspath(path), f"{ylabel} vs epoch"
+
+
+def layer_bars(path, results, panels: Sequence[tuple[str, int | None, str]], *, title: str,
+               logy: bool = False, caption: str = "") -> tuple[str, str]:
+    """Grouped bars per layer, one panel per (probe prefix, probe index or None for the
+    mean over training, y label)."""
+    from experiments.core.probes import _layer_order, probe_at, probe_layers, probe_mean
+
+    fig, axes = figure(1, len(panels))
+    for ax, (prefix, index, ylabel) in zip(axes, panels):
+        layers = sorted({layer for r in results.values() for layer in probe_layers(r, prefix)},
+                        key=_layer_order)
+        series = {}
+        for vname, r in results.items():
+            if not probe_layers(r, prefix):
+                continue
+            pick = (lambda key: probe_mean(r, key)) if index is None else (lambda key: probe_at(r, key, index))
+            series[vname] = [pick(f"{prefix}/{layer}") for layer in layers]
+        when = "mean over training" if index is None else ("at initialisation" if index == 0 else "after training")
+        grouped_bars(ax, layers, series, ylabel=ylabel, title=f"{ylabel} ({when})", logy=logy,
+                     legend=ax is axes[0], colors={n: i for i, n in enumerate(results)})
+    fig.suptitle(title)
+    return save(fig, path), caption or title
