@@ -11,6 +11,7 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 from jax import lax
 
@@ -36,23 +37,35 @@ def check_backward(backward: str) -> str:
     return backward
 
 
+def _fmt(bound) -> str:
+    return str(bound) if is_int(bound) else f"{bound:g}"
+
+
 def _bounds(low, high, low_open: bool, high_open: bool) -> str:
     if low is not None and high is not None:
-        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return (f" in {'(' if low_open else '['}{_fmt(low)}, {_fmt(high)}"
+                f"{')' if high_open else ']'}")
     if low is not None:
-        return f" {'>' if low_open else '>='} {low:g}"
+        return f" {'>' if low_open else '>='} {_fmt(low)}"
     if high is not None:
-        return f" {'<' if high_open else '<='} {high:g}"
+        return f" {'<' if high_open else '<='} {_fmt(high)}"
     return ""
 
 
+def _expected(name: str, value, what: str, hint: str) -> str:
+    return f"{name}={value!r}: expected {what}" + (f" {hint}" if hint else "")
+
+
 def check_number(value, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, high_open: bool = False) -> float:
+                 low_open: bool = False, high_open: bool = False,
+                 what: str = "a finite number", hint: str = "") -> float:
     """Returns `value` as a float after checking it is a finite real number within the
     bounds (`low`/`high` inclusive unless `low_open`/`high_open`).
 
     Python and NumPy numbers are accepted; bools are not. The one number check of the
-    library: every argument that must be a number is checked here.
+    library: every argument that must be a number is checked here. The error reads
+    "{name}={value!r}: expected {what}{bounds} {hint}": `what` names the kind of number
+    (e.g. "a learning rate") and `hint` adds what the number means or a usual value.
     """
     ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
           and math.isfinite(value))
@@ -62,17 +75,47 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
         ok = value < high if high_open else value <= high
     if not ok:
         raise ValueError(
-            f"{name}={value!r}: expected a finite number{_bounds(low, high, low_open, high_open)}")
+            _expected(name, value, what + _bounds(low, high, low_open, high_open), hint))
     return float(value)
 
 
-def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+def number_or_array(value, name: str, **bounds):
+    """`check_number` for a Python or NumPy number; an array is returned unchecked.
+
+    For arguments that may be traced (inside jit or vmap) or injected as arrays (a
+    population's hyper-parameters): their value is not known when the check runs.
+    """
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return value
+    return check_number(value, name, **bounds)
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None,
+              what: str | None = None, hint: str = "") -> int:
     """Returns `value` as an int after checking it is an integer (not a bool) in
-    [low, high]; the one integer check of the library."""
+    [low, high]; the one integer check of the library. The error reads
+    "{name}={value!r}: expected {what}{bounds} {hint}" ("a positive int" for low=1)."""
     if not is_int(value) or (low is not None and value < low) or (high is not None and value > high):
-        what = "a positive int" if (low, high) == (1, None) else f"an int{_bounds(low, high, False, False)}"
-        raise ValueError(f"{name}={value!r}: expected {what}")
+        if what is None and (low, high) == (1, None):
+            expected = "a positive int"
+        else:
+            expected = (what or "an int") + _bounds(low, high, False, False)
+        raise ValueError(_expected(name, value, expected, hint))
     return int(value)
+
+
+def check_axis(axis, ndim: int, name: str = "axis", *, shape=None, hint: str = "") -> int:
+    """Returns `axis` (negative counts from the end) as an index in 0..ndim-1.
+
+    A TypeError when it is not an int, a ValueError naming the rank (and `shape`) when
+    it is out of range. Every single-axis argument is checked here (a tuple of axes:
+    `fcnn.ops.normalization.canonical_axes`).
+    """
+    if not is_int(axis):
+        raise TypeError(f"{name}={axis!r}: expected an int")
+    where = f"for an input of rank {ndim}" + ("" if shape is None else f" (shape {tuple(shape)})")
+    return check_int(axis, name, low=-ndim, high=ndim - 1,
+                     hint=f"{where} {hint}" if hint else where) % ndim
 
 
 def positive_int(value, name: str) -> int:

@@ -15,11 +15,11 @@ fill what falls outside the input with `fill`.
 
 from __future__ import annotations
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from fcnn._checks import check_int, is_int, number_or_array
 
 PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
 # ITU-R BT.601 luma weights, used for grayscale by contrast and saturation jitter.
@@ -41,18 +41,16 @@ def _check_image(image, fn: str):
 
 
 def _non_negative(value, name: str):
-    """Checks concrete Python numbers; traced values pass through unchecked."""
-    if isinstance(value, bool) or (isinstance(value, numbers.Real) and value < 0):
-        raise ValueError(f"{name}={value!r}: expected a non-negative number")
-    return value
+    """A strength >= 0: checked when it is a number; an array (traced) passes unchecked."""
+    return number_or_array(value, name, low=0.0)
 
 
 def _int_pair(value, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, numbers.Integral) else value
+    pair = (value, value) if is_int(value) else value
     if (
         not isinstance(pair, (tuple, list))
         or len(pair) != 2
-        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0 for v in pair)
+        or not all(is_int(v) and v >= 0 for v in pair)
     ):
         raise ValueError(
             f"{name}={value!r}: expected a non-negative int or a pair (rows, cols) of them"
@@ -102,10 +100,7 @@ def flip_vertical(image):
 def random_flip(rng, image, horizontal: bool = True, vertical: bool = False, probability: float = 0.5):
     """Flips left-right (and/or top-bottom), each with `probability`."""
     image = _check_image(image, "random_flip")
-    if isinstance(probability, bool) or (
-        isinstance(probability, numbers.Real) and not 0 <= probability <= 1
-    ):
-        raise ValueError(f"probability={probability!r}: expected a number in [0, 1]")
+    probability = number_or_array(probability, "probability", low=0.0, high=1.0)
     key_h, key_v = jax.random.split(rng)
     if horizontal:
         image = jnp.where(jax.random.bernoulli(key_h, probability), image[:, ::-1, :], image)
@@ -127,10 +122,6 @@ def pad(image, padding=4, mode: str = "constant"):
     return jnp.pad(image, ((p_rows, p_rows), (p_cols, p_cols), (0, 0)), mode=_check_mode(mode))
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def crop(image, top, left, height: int, width: int):
     """The window image[top:top + height, left:left + width]; top and left may be traced.
 
@@ -140,14 +131,11 @@ def crop(image, top, left, height: int, width: int):
     image = _check_image(image, "crop")
     rows, cols = image.shape[:2]
     for name, size, limit in (("height", height, rows), ("width", width, cols)):
-        if not _is_int(size) or not 1 <= size <= limit:
-            raise ValueError(
-                f"crop: {name}={size!r}: expected an int in [1, {limit}] for an image of "
-                f"shape {tuple(image.shape)}"
-            )
+        check_int(size, f"crop: {name}", low=1, high=limit,
+                  hint=f"for an image of shape {tuple(image.shape)}")
     for name, start, size, span, limit in (("top", top, "height", height, rows),
                                            ("left", left, "width", width, cols)):
-        if _is_int(start) and not 0 <= start <= limit - span:
+        if is_int(start) and not 0 <= start <= limit - span:
             raise ValueError(
                 f"crop: {name}={start!r} with {size}={span}: the window leaves the image of "
                 f"shape {tuple(image.shape)}; expected {name} in [0, {limit - span}]"
@@ -242,8 +230,8 @@ def zoom(image, factor, fill: float = 0.0):
     out at offset d from the centre reads the input at offset d / factor.
     """
     image = _check_image(image, "zoom")
-    if isinstance(factor, bool) or (isinstance(factor, numbers.Real) and not factor > 0):
-        raise ValueError(f"zoom: factor={factor!r}: expected a number > 0 (1 is the identity)")
+    factor = number_or_array(factor, "zoom: factor", low=0.0, low_open=True,
+                             hint="(1 is the identity)")
     x = _as_float(image)
     d_rows, d_cols, c_rows, c_cols = _centred_grid(image)
     factor = jnp.asarray(factor, x.dtype)
@@ -275,8 +263,10 @@ def random_rotation(rng, image, max_degrees: float = 15.0, fill: float = 0.0):
 def random_scale(rng, image, min_scale: float = 0.9, max_scale: float = 1.1, fill: float = 0.0):
     """Zooms by a uniform random factor in [min_scale, max_scale] (1, 1 is the identity)."""
     image = _check_image(image, "random_scale")
-    if isinstance(min_scale, numbers.Real) and isinstance(max_scale, numbers.Real):
-        if not 0 < min_scale <= max_scale:
+    min_scale = number_or_array(min_scale, "min_scale", low=0.0, low_open=True)
+    max_scale = number_or_array(max_scale, "max_scale", low=0.0, low_open=True)
+    if isinstance(min_scale, float) and isinstance(max_scale, float):
+        if min_scale > max_scale:
             raise ValueError(
                 f"min_scale={min_scale!r}, max_scale={max_scale!r}: expected "
                 "0 < min_scale <= max_scale"
@@ -311,8 +301,11 @@ def gaussian_blur(image, sigma, kernel_size: int = 5, mode: str = "reflect"):
     with `mode`. sigma = 0 is the identity.
     """
     image = _check_image(image, "gaussian_blur")
-    if not _is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size={kernel_size!r}: expected a positive odd int")
+    if not is_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(
+            f"kernel_size={kernel_size!r}: expected a positive odd int (taps -r..r around "
+            "each pixel)"
+        )
     _non_negative(sigma, "sigma")
     _check_mode(mode)
     x = _as_float(image)

@@ -7,7 +7,8 @@ convention), never a traceback.
 from __future__ import annotations
 
 import argparse
-import math
+
+from fcnn._checks import check_int, check_number
 
 
 class UsageError(Exception):
@@ -21,44 +22,40 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _number(text: str, kind):
+def _parse(text: str, kind, expected: str, **bounds):
+    """`text` as an int or a float, checked by fcnn's own checks (`check_int`,
+    `check_number`: bools, NaN and infinities are refused) with `bounds`; errors in
+    command-line words ("integer", and the text as typed)."""
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
         what = "an integer" if kind is int else "a number"
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    check = check_int if kind is int else check_number
+    try:
+        return check(value, "value", **bounds)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
 
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer >= 1."""
-    value = _number(text, int)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
+    return _parse(text, int, "a positive integer", low=1)
 
 
 def nonnegative_int(text: str) -> int:
     """An argparse type: an integer >= 0."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
+    return _parse(text, int, "an integer >= 0", low=0)
 
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
-    value = _number(text, float)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive finite number")
-    return value
+    return _parse(text, float, "a positive finite number", low=0.0, low_open=True)
 
 
 def nonnegative_float(text: str) -> float:
     """An argparse type: a finite number >= 0."""
-    value = _number(text, float)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number >= 0")
-    return value
+    return _parse(text, float, "a finite number >= 0", low=0.0)
 
 
 def name_list(valid, what: str):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn._checks import finite_number, positive_int
+from fcnn._checks import check_number, positive_int
 
 Initializer = Callable[..., jax.Array]
 
@@ -36,15 +36,6 @@ def compute_fans(shape) -> tuple[int, int]:
         )
     receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
     return receptive * shape[-2], receptive * shape[-1]
-
-
-def _real(value, name, *, minimum=None):
-    # numbers.Real also admits NumPy scalars such as np.float32(0.01)
-    return finite_number(value, name, minimum=minimum)
-
-
-def _nonnegative(value, name):
-    return _real(value, name, minimum=0)
 
 
 def zeros(rng, shape, dtype=jnp.float32):
@@ -61,7 +52,7 @@ def ones(rng, shape, dtype=jnp.float32):
 
 def constant(value: float) -> Initializer:
     """Every entry equal to `value`."""
-    value = _real(value, "value")
+    value = check_number(value, "value")
 
     def init(rng, shape, dtype=jnp.float32):
         del rng
@@ -72,7 +63,7 @@ def constant(value: float) -> Initializer:
 
 def normal(std: float = 0.01) -> Initializer:
     """N(0, std^2); the notes' small random numbers are `normal(0.01)` (0.01 * randn)."""
-    std = _nonnegative(std, "std")
+    std = check_number(std, "std", low=0.0)
 
     def init(rng, shape, dtype=jnp.float32):
         return std * jax.random.normal(rng, shape, dtype)
@@ -82,7 +73,7 @@ def normal(std: float = 0.01) -> Initializer:
 
 def uniform(scale: float = 0.05) -> Initializer:
     """U(-scale, scale)."""
-    scale = _nonnegative(scale, "scale")
+    scale = check_number(scale, "scale", low=0.0)
 
     def init(rng, shape, dtype=jnp.float32):
         return jax.random.uniform(rng, shape, dtype, -scale, scale)
@@ -101,7 +92,7 @@ def variance_scaling(scale: float, mode: str, distribution: str) -> Initializer:
     "truncated_normal" truncates at two standard deviations and rescales so the
     variance is still scale / n.
     """
-    scale = _nonnegative(scale, "scale")
+    scale = check_number(scale, "scale", low=0.0)
     if mode not in _MODES:
         raise ValueError(f"mode={mode!r}: expected one of {_MODES}")
     if distribution not in _DISTRIBUTIONS:
@@ -164,7 +155,7 @@ def sparse(num_connections: int = 15, std: float = 1.0) -> Initializer:
     of a unit are its prod(window) * in incoming weights.
     """
     num_connections = positive_int(num_connections, "num_connections")
-    std = _nonnegative(std, "std")
+    std = check_number(std, "std", low=0.0)
 
     def init(rng, shape, dtype=jnp.float32):
         fan_in, _ = compute_fans(shape)
@@ -189,7 +180,7 @@ def orthogonal(scale: float = 1.0) -> Initializer:
 
     Rows or columns, whichever are fewer, are orthonormal.
     """
-    scale = _nonnegative(scale, "scale")
+    scale = check_number(scale, "scale", low=0.0)
 
     def init(rng, shape, dtype=jnp.float32):
         fan_in, _ = compute_fans(shape)

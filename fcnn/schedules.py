@@ -20,14 +20,13 @@ Bad arguments (learning rate <= 0, decay_steps <= 0, end_lr > lr, ...) raise a
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from fcnn._checks import check_bool, finite_number
+from fcnn._checks import check_bool, check_int, check_number
 
 Schedule = Callable[[jax.typing.ArrayLike], jax.Array]
 
@@ -45,43 +44,14 @@ __all__ = [
 ]
 
 
-def _number(value, name: str) -> float:
-    return finite_number(value, name)
-
-
 def check_learning_rate(value, name: str = "learning_rate") -> float:
     """Returns `value` as a float after checking it is a finite number > 0."""
-    value = _number(value, name)
-    if value <= 0:
-        raise ValueError(f"{name}={value!r}: expected a learning rate > 0")
-    return value
-
-
-def _positive(value, name: str) -> float:
-    value = _number(value, name)
-    if value <= 0:
-        raise ValueError(f"{name}={value!r}: expected a number > 0")
-    return value
-
-
-def _nonnegative(value, name: str) -> float:
-    value = _number(value, name)
-    if value < 0:
-        raise ValueError(f"{name}={value!r}: expected a number >= 0")
-    return value
+    return check_number(value, name, low=0.0, low_open=True, what="a learning rate",
+                        hint="(a finite number)")
 
 
 def _decay_steps(value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"decay_steps={value!r}: expected a positive int (a number of steps)")
-    return int(value)
-
-
-def _fraction(value, name: str) -> float:
-    value = _number(value, name)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name}={value!r}: expected a number in [0, 1]")
-    return value
+    return check_int(value, "decay_steps", low=1, hint="(a number of steps)")
 
 
 def _float_step(step):
@@ -113,13 +83,12 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float]) -> Sc
             f"values={values!r}: expected len(boundaries) + 1 = {len(boundaries) + 1} "
             f"values (one per interval), got {len(values)}"
         )
-    for b in boundaries:
-        if not isinstance(b, numbers.Integral) or isinstance(b, bool) or b < 0:
-            raise ValueError(f"boundaries={boundaries!r}: expected non-negative int steps")
+    for i, b in enumerate(boundaries):
+        check_int(b, f"boundaries[{i}]", low=0, hint=f"(a step; boundaries={boundaries!r})")
     if any(b1 <= b0 for b0, b1 in zip(boundaries, boundaries[1:])):
         raise ValueError(f"boundaries={boundaries!r}: expected strictly increasing steps")
-    for v in values:
-        check_learning_rate(v, "values")
+    for i, v in enumerate(values):
+        check_learning_rate(v, f"values[{i}]")
     b_arr = jnp.asarray(boundaries, dtype=jnp.int32) if boundaries else None
     v_arr = tuple(float(v) for v in values)
 
@@ -145,7 +114,7 @@ def exponential_decay(
     """
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    decay_rate = _positive(decay_rate, "decay_rate")
+    decay_rate = check_number(decay_rate, "decay_rate", low=0.0, low_open=True)
     staircase = check_bool(staircase, "staircase")
     return optax.exponential_decay(learning_rate, decay_steps, decay_rate, staircase=staircase)
 
@@ -163,7 +132,7 @@ def natural_exp_decay(
     # step / decay_steps, as here.
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    decay_rate = _nonnegative(decay_rate, "decay_rate")
+    decay_rate = check_number(decay_rate, "decay_rate", low=0.0)
     staircase = check_bool(staircase, "staircase")
 
     def schedule(step):
@@ -195,8 +164,8 @@ def polynomial_decay(
     """
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    end_learning_rate = _nonnegative(end_learning_rate, "end_learning_rate")
-    power = _positive(power, "power")
+    end_learning_rate = check_number(end_learning_rate, "end_learning_rate", low=0.0)
+    power = check_number(power, "power", low=0.0, low_open=True)
     cycle = check_bool(cycle, "cycle")
     if end_learning_rate > learning_rate:
         raise ValueError(
@@ -227,7 +196,7 @@ def cosine_decay(learning_rate: float, decay_steps: int, *, alpha: float = 0.0) 
     """
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    alpha = _fraction(alpha, "alpha")
+    alpha = check_number(alpha, "alpha", low=0.0, high=1.0)
     return optax.cosine_decay_schedule(learning_rate, decay_steps, alpha=alpha)
 
 
@@ -255,9 +224,9 @@ def linear_cosine_decay(
     """
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    num_periods = _nonnegative(num_periods, "num_periods")
-    alpha = _nonnegative(alpha, "alpha")
-    beta = _nonnegative(beta, "beta")
+    num_periods = check_number(num_periods, "num_periods", low=0.0)
+    alpha = check_number(alpha, "alpha", low=0.0)
+    beta = check_number(beta, "beta", low=0.0)
 
     def schedule(step):
         linear, cosine = _linear_and_cosine(step, decay_steps, num_periods)
@@ -289,14 +258,12 @@ def noisy_linear_cosine_decay(
     """
     learning_rate = check_learning_rate(learning_rate)
     decay_steps = _decay_steps(decay_steps)
-    initial_variance = _nonnegative(initial_variance, "initial_variance")
-    variance_decay = _nonnegative(variance_decay, "variance_decay")
-    num_periods = _nonnegative(num_periods, "num_periods")
-    alpha = _nonnegative(alpha, "alpha")
-    beta = _nonnegative(beta, "beta")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
-        raise ValueError(f"seed={seed!r}: expected an int")
-    key = jax.random.PRNGKey(int(seed))
+    initial_variance = check_number(initial_variance, "initial_variance", low=0.0)
+    variance_decay = check_number(variance_decay, "variance_decay", low=0.0)
+    num_periods = check_number(num_periods, "num_periods", low=0.0)
+    alpha = check_number(alpha, "alpha", low=0.0)
+    beta = check_number(beta, "beta", low=0.0)
+    key = jax.random.PRNGKey(check_int(seed, "seed"))
 
     def schedule(step):
         linear, cosine = _linear_and_cosine(step, decay_steps, num_periods)

@@ -132,7 +132,7 @@ def test_bad_arguments(kwargs, error, match):
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match=r"axis=2: out of range for an input of rank 2"):
+    with pytest.raises(ValueError, match=r"axis=2: expected an int in \[-2, 1\] for an input of rank 2"):
         lrn(jnp.ones((1, 5)), axis=2)
     with pytest.raises(TypeError, match=r"dtype int32"):
         lrn(jnp.ones((1, 5), jnp.int32))

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn._checks import check_int
 from fcnn.data import cifar10, digits, idx, image_folder
 from fcnn.data.errors import DATA_DIR_HELP
 from fcnn.data.cache import resolve_cache_dir
 from fcnn.data.normalize import Normalization, check_normalization, fit_normalization
-from fcnn.data.split import Split, check_seed, resolve_size, split_off
+from fcnn.data.split import Split, resolve_size, split_off
 
 DATA_DIR_ENV = "FCNN_DATA_DIR"
 DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
@@ -115,7 +116,7 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"dataset {name!r} is unknown: expected one of {DATASETS}")
     normalize = check_normalization(normalize)
-    seed = check_seed(seed)
+    seed = check_int(seed, "seed", low=0)
     if cache_dir is not None:
         resolve_cache_dir(cache_dir)  # a bad value is refused before any reading
     x, y, xt, yt, class_names = _read_raw(name, data_dir, cache_dir)
@@ -147,7 +148,7 @@ def load_image_folder(
     the folder's or zip's name.
     """
     normalize = check_normalization(normalize)
-    seed = check_seed(seed)
+    seed = check_int(seed, "seed", low=0)
     arrays, class_names = image_folder.read_splits(
         path, ("train", "test", "validation"), channels=channels, size=size,
         cache_dir=cache_dir, optional=("validation",))

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import numbers
 import os
 import re
 import struct
@@ -48,6 +47,7 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from fcnn._checks import is_int
 from fcnn.data import cache
 from fcnn.data.errors import DataFormatError
 
@@ -82,8 +82,7 @@ def check_size(size) -> tuple[int, int] | None:
     if size is None:
         return None
     ok = (isinstance(size, (tuple, list)) and len(size) == 2
-          and all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0
-                  for s in size))
+          and all(is_int(s) and s > 0 for s in size))
     if not ok:
         raise ValueError(f"size={size!r}: expected None or (height, width), two positive ints")
     return int(size[0]), int(size[1])

@@ -7,10 +7,11 @@ split, and the examples keep their original order inside each part.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
+
+from fcnn._checks import check_int, check_number, is_int
 
 
 class Split(NamedTuple):
@@ -24,24 +25,15 @@ class Split(NamedTuple):
         return int(self.labels.shape[0])
 
 
-def check_seed(seed, name: str = "seed") -> int:
-    """A seed must be a non-negative Python int."""
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"{name}={seed!r}: expected a non-negative int")
-    return int(seed)
-
-
 def resolve_size(size, total: int, name: str = "size") -> int:
     """A part size given as a count (int in [0, total]) or a fraction (float in [0, 1))."""
-    if isinstance(size, bool) or not isinstance(size, numbers.Real):
-        raise TypeError(f"{name}={size!r}: expected an int count or a float fraction")
-    if isinstance(size, numbers.Integral):
-        if not 0 <= size <= total:
-            raise ValueError(f"{name}={size!r}: expected a count between 0 and {total}")
-        return int(size)
-    if not 0.0 <= size < 1.0:
-        raise ValueError(f"{name}={size!r}: expected a fraction in [0, 1)")
-    return int(round(size * total))
+    if is_int(size):
+        return check_int(size, name, low=0, high=total, what="a count",
+                         hint=f"(of the {total} examples) or a fraction in [0, 1)")
+    if isinstance(size, (float, np.floating)):
+        fraction = check_number(size, name, low=0.0, high=1.0, high_open=True, what="a fraction")
+        return int(round(fraction * total))
+    raise TypeError(f"{name}={size!r}: expected an int count or a float fraction")
 
 
 def split_indices(labels, size, *, seed: int, stratify: bool = True, name: str = "size"):
@@ -52,7 +44,7 @@ def split_indices(labels, size, *, seed: int, stratify: bool = True, name: str =
     (rank within its class in a seeded shuffle + 1/2) / class count, and the first
     `size` are held out.
     """
-    seed = check_seed(seed)
+    seed = check_int(seed, "seed", low=0)
     labels = np.asarray(labels)
     total = labels.shape[0]
     count = resolve_size(size, total, name)

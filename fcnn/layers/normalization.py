@@ -21,7 +21,6 @@ init checks the channel count against its params and state only).
 from __future__ import annotations
 
 import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -44,27 +43,15 @@ MISSING_RUNNING_STATS = (
 )
 
 
-def _check_momentum(momentum) -> float:
-    if (
-        not isinstance(momentum, numbers.Real)
-        or isinstance(momentum, bool)
-        or not 0.0 <= momentum <= 1.0
-    ):
-        raise ValueError(
-            f"momentum={momentum!r}: expected a number in [0, 1], the weight of the old "
-            "running value (new = momentum * old + (1 - momentum) * batch); usual "
-            "values are 0.9 to 0.999"
-        )
-    return float(momentum)
+MOMENTUM_HINT = (
+    "(the weight of the old running value: new = momentum * old + (1 - momentum) * batch); "
+    "usual values are 0.9 to 0.999"
+)
 
 
 def _check_axis(axis, ndim: int, layer: str, shape) -> int:
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{layer}: axis={axis} is out of range for input shape {tuple(shape)} "
-            f"(rank {ndim}); expected an axis in {-ndim}..{ndim - 1} (channels last is -1)"
-        )
-    return axis % ndim
+    return _checks.check_axis(axis, ndim, f"{layer}: axis", shape=shape,
+                              hint="(channels last is -1)")
 
 
 class _Built:
@@ -211,7 +198,7 @@ def BatchNorm(
 
     Reference: Ioffe & Szegedy (2015), Algorithms 1 and 2.
     """
-    momentum = _check_momentum(momentum)
+    momentum = _checks.check_number(momentum, "momentum", low=0.0, high=1.0, hint=MOMENTUM_HINT)
     epsilon, use_scale, use_bias, scale_init, bias_init, backward, param_dtype = _common(
         epsilon, use_scale, use_bias, scale_init, bias_init, backward, param_dtype
     )
@@ -366,10 +353,7 @@ def LayerNorm(
     Reference: Ba, Kiros & Hinton (2016).
     """
     if axes is not None:
-        axes_in = axes
-        axes = (axes,) if _checks.is_int(axes) else tuple(axes)
-        if not axes or not all(_checks.is_int(a) for a in axes):
-            raise TypeError(f"axes={axes_in!r}: expected None, an int or a tuple of ints")
+        axes = norm_ops.axes_tuple(axes, none_ok=True)
     name = "LayerNorm"
 
     def plan(shape):

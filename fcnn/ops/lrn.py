@@ -15,9 +15,6 @@ j), so the hand-derived backward is
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -26,18 +23,6 @@ from fcnn import _checks
 from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["lrn", "lrn_config"]
-
-
-def _finite(value, name: str, *, minimum=None, strict=False) -> float:
-    if (
-        not isinstance(value, numbers.Real)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or (minimum is not None and (value <= minimum if strict else value < minimum))
-    ):
-        bound = "" if minimum is None else f" {'>' if strict else '>='} {minimum}"
-        raise ValueError(f"{name}={value!r}: expected a finite number{bound}")
-    return float(value)
 
 
 def lrn_config(size=None, depth_radius=None, k=2.0, alpha=1e-4, beta=0.75, alpha_over_n=False):
@@ -55,9 +40,7 @@ def lrn_config(size=None, depth_radius=None, k=2.0, alpha=1e-4, beta=0.75, alpha
                 "(the window is centred on each channel)"
             )
     if depth_radius is not None:
-        if not _checks.is_int(depth_radius) or depth_radius < 0:
-            raise ValueError(f"depth_radius={depth_radius!r}: expected an int >= 0")
-        depth_radius = int(depth_radius)
+        depth_radius = _checks.check_int(depth_radius, "depth_radius", low=0)
         if size is not None and size != 2 * depth_radius + 1:
             raise ValueError(
                 f"size={size} and depth_radius={depth_radius} disagree: size must be "
@@ -65,11 +48,10 @@ def lrn_config(size=None, depth_radius=None, k=2.0, alpha=1e-4, beta=0.75, alpha
             )
     if depth_radius is None:
         depth_radius = (5 if size is None else size) // 2
-    if not isinstance(alpha_over_n, bool):
-        raise TypeError(f"alpha_over_n={alpha_over_n!r}: expected True or False")
-    k = _finite(k, "k", minimum=0.0, strict=True)
-    alpha = _finite(alpha, "alpha", minimum=0.0)
-    beta = _finite(beta, "beta")
+    alpha_over_n = _checks.check_bool(alpha_over_n, "alpha_over_n")
+    k = _checks.check_number(k, "k", low=0.0, low_open=True)
+    alpha = _checks.check_number(alpha, "alpha", low=0.0)
+    beta = _checks.check_number(beta, "beta")
     if alpha_over_n:
         alpha = alpha / (2 * depth_radius + 1)
     return depth_radius, k, alpha, beta
@@ -134,10 +116,5 @@ def lrn(
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise TypeError(f"x has dtype {x.dtype}: expected a floating-point array")
-    if not _checks.is_int(axis) or not -x.ndim <= axis < x.ndim:
-        raise ValueError(
-            f"axis={axis!r}: out of range for an input of rank {x.ndim} (shape {x.shape}); "
-            f"expected an int in {-x.ndim}..{x.ndim - 1}"
-        )
-    axis = int(axis) % x.ndim
+    axis = _checks.check_axis(axis, x.ndim, shape=x.shape)
     return LRN.select(backward)(x, radius, k, alpha, beta, axis)

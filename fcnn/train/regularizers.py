@@ -23,8 +23,6 @@ leaves of rank >= 2), not to biases or normalization scales.
 
 from __future__ import annotations
 
-import math
-import numbers
 import reprlib
 from typing import Any
 
@@ -32,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from fcnn._checks import number_or_array
 
 MASK_HELP = 'expected "kernels" (rank >= 2 leaves), "all", a pytree of bools, or a function params -> bools'
 
@@ -72,17 +72,9 @@ def resolve_mask(mask) -> Any:
     return mask
 
 
-def _strength(value, name: str):
-    if isinstance(value, jax.Array):
-        return value  # an injected (possibly vmapped) hyper-parameter
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name}={value!r}: expected a finite number >= 0")
-    return float(value)
-
-
 def add_l2(strength, mask="kernels") -> optax.GradientTransformation:
     """Gradient of the L2 penalty (strength / 2) * ||w||^2: g <- g + strength * w."""
-    strength = _strength(strength, "l2")
+    strength = number_or_array(strength, "l2", low=0.0)
     return optax.add_decayed_weights(strength, mask=resolve_mask(mask))
 
 
@@ -91,7 +83,7 @@ def decoupled_weight_decay(rate, mask="kernels") -> optax.GradientTransformation
 
     Followed by `scale_by_learning_rate(lr)` the step is -lr * (u + rate * w).
     """
-    rate = _strength(rate, "weight_decay")
+    rate = number_or_array(rate, "weight_decay", low=0.0)
     return optax.add_decayed_weights(rate, mask=resolve_mask(mask))
 
 
@@ -111,7 +103,7 @@ def _add_l1(strength) -> optax.GradientTransformation:
 
 def add_l1(strength, mask="kernels") -> optax.GradientTransformation:
     """(Sub)gradient of the L1 penalty strength * ||w||_1: g <- g + strength * sign(w)."""
-    strength = _strength(strength, "l1")
+    strength = number_or_array(strength, "l1", low=0.0)
     return optax.masked(_add_l1(strength), resolve_mask(mask))
 
 
@@ -159,11 +151,7 @@ def max_norm(max_value, mask="kernels") -> optax.GradientTransformation:
     rescales each unit's incoming weight vector (all axes but the last of a kernel)
     to norm min(||w||, c). Must be the last link of a chain, after the learning rate.
     """
-    if not isinstance(max_value, jax.Array):
-        if not isinstance(max_value, numbers.Real) or isinstance(max_value, bool) or not (
-            math.isfinite(max_value) and max_value > 0
-        ):
-            raise ValueError(f"max_norm={max_value!r}: expected a finite number > 0 (the bound c)")
-        max_value = float(max_value)
+    # an array is an injected (possibly vmapped) hyper-parameter, checked where it was made
+    max_value = number_or_array(max_value, "max_norm", low=0.0, low_open=True, hint="(the bound c)")
     return optax.masked(_max_norm(max_value), resolve_mask(mask))
 
