@@ -5,7 +5,8 @@ Reductions (n = the batch size, the length of axis 0; 1 for a scalar):
     half_squared_error                 (1/n) sum 1/2 (t - o)^2      sum over units, mean over batch
     mean_squared_error                 mean (o - t)^2               mean over every element
     binary_cross_entropy_with_logits   (1/n) sum BCE(z, y)          sum over outputs, mean over batch
-    softmax_cross_entropy              (1/n) sum -y . log p         mean over every leading position
+    softmax_cross_entropy              (1/n) sum -t . log p         mean over every leading position
+                                       (t = y, or smoothed: (1 - eps) y + eps / K)
     center_loss                        1/2 sum_i ||x_i - c_y_i||^2  sum over the batch (as the notes)
     l1_penalty, l2_penalty             sum |w|, 1/2 sum w^2         sum over every leaf
 
@@ -26,7 +27,7 @@ import numpy as np
 from jax import lax
 
 from fcnn.ops.hand_rule import hand_rule
-from fcnn.ops.activations import as_float, log_softmax
+from fcnn.ops.activations import as_float, log_softmax, softplus
 
 LABELS_UNDER_JIT = (
     "under jax.jit the values are not checked: an out-of-range integer label gives an "
@@ -124,7 +125,10 @@ def mean_squared_error(predictions, targets, *, backward: str = "custom") -> jax
 #   -[y log sigma(z) + (1 - y) log(1 - sigma(z))] = max(z, 0) - z y + log1p(e^-|z|),
 # dC/dz = (sigma(z) - y)/n (the sigma'(z) of the chain rule cancels), dC/dy = -z/n.
 def _bce_plain(z, y):
-    return jnp.sum(jnp.maximum(z, 0) - z * y + jnp.log1p(jnp.exp(-jnp.abs(z)))) / _batch_size(z.shape)
+    # softplus(z) = max(z, 0) + log1p(e^-|z|), written with `where` (the softplus op's
+    # plain forward): autodiff of max and |.| at z = 0 would give 1/2 - 1 instead of
+    # sigma(0) = 1/2, a wrong gradient of a smooth function.
+    return jnp.sum(softplus(z, backward="autodiff") - z * y) / _batch_size(z.shape)
 
 
 def _bce_fwd(z, y):
@@ -163,43 +167,88 @@ def binary_cross_entropy_with_logits(logits, labels, *, backward: str = "custom"
     return _BCE.select(backward)(z, y.astype(z.dtype))
 
 
-# Softmax cross-entropy with label distribution y (one-hot for a class index):
-#   C = -(1/n) sum_i sum_k y_ik log p_ik,  p = softmax(z),
-# dC/dz = (p sum_k y - y)/n = (p - y)/n for one-hot y;  dC/dy = -log p / n.
-def _sce_plain(z, y):
+# Softmax cross-entropy with label distribution y, smoothed with eps towards the
+# uniform distribution (Szegedy et al., 2016; optax.smooth_labels, PyTorch's and
+# Keras's label_smoothing): t = (1 - eps) y + eps m / K, m = 1 for float labels and
+# for in-range class indices (m = 0 keeps the all-zero row of an out-of-range label):
+#   C = -(1/n) sum_i sum_k t_ik log p_ik,  p = softmax(z),
+# dC/dz = (p sum_k t - t)/n = (p - t)/n for a distribution t;  dC/dy = -(1 - eps) log p / n;
+# dC/deps = (1/n) sum (y - m/K) log p.
+def _smoothed(y, eps, m):
+    return (1 - eps) * y + eps * m / y.shape[-1]
+
+
+def _sce_plain(z, y, eps, m):
     logp = log_softmax(z, axis=-1, backward="autodiff")
-    return -jnp.sum(y * logp) / max(z.size // z.shape[-1], 1)
+    return -jnp.sum(_smoothed(y, eps, m) * logp) / max(z.size // z.shape[-1], 1)
 
 
-def _sce_fwd(z, y):
+def _sce_fwd(z, y, eps, m):
     shift = z - lax.stop_gradient(z.max(axis=-1, keepdims=True))
     logp = shift - jnp.log(jnp.exp(shift).sum(axis=-1, keepdims=True))
-    return -jnp.sum(y * logp) / max(z.size // z.shape[-1], 1), (logp, y)
+    t = _smoothed(y, eps, m)
+    return -jnp.sum(t * logp) / max(z.size // z.shape[-1], 1), (logp, y, eps, m)
 
 
 def _sce_bwd(res, g):
-    logp, y = res
+    logp, y, eps, m = res
     scale = g / max(logp.size // logp.shape[-1], 1)
-    dz = scale * (jnp.exp(logp) * y.sum(axis=-1, keepdims=True) - y)
-    return dz, -scale * logp
+    t = _smoothed(y, eps, m)
+    dz = scale * (jnp.exp(logp) * t.sum(axis=-1, keepdims=True) - t)
+    deps = scale * jnp.sum((y - m / y.shape[-1]) * logp)
+    return dz, -(1 - eps) * scale * logp, deps, None
 
 
 _SCE = hand_rule("softmax_cross_entropy", _sce_plain, _sce_fwd, _sce_bwd)
 
+LABEL_SMOOTHING_HELP = (
+    "expected a number in [0, 1]: the weight of the uniform distribution in the "
+    "targets (1 - eps) * onehot + eps / K; 0 turns smoothing off"
+)
 
-def softmax_cross_entropy(logits, labels, *, backward: str = "custom") -> jax.Array:
-    """C = -(1/n) sum_i log softmax(z_i)[y_i], from logits; mean over the batch.
+
+def _check_label_smoothing(eps):
+    """A known smoothing must be a number in [0, 1]; a traced one passes (vmap over it)."""
+    if isinstance(eps, jax.core.Tracer):
+        return eps
+    if isinstance(eps, (jax.Array, np.ndarray)) and not isinstance(eps, (bool, np.bool_)):
+        if np.ndim(eps) != 0 or not jnp.issubdtype(eps.dtype, jnp.floating):
+            raise ValueError(
+                f"label_smoothing has shape {np.shape(eps)} and dtype {eps.dtype}: "
+                f"{LABEL_SMOOTHING_HELP}")
+        value = float(eps)
+    else:
+        value = eps
+    ok = (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+          and math.isfinite(value) and 0 <= value <= 1)
+    if not ok:
+        raise ValueError(f"label_smoothing={eps!r}: {LABEL_SMOOTHING_HELP}")
+    return eps
+
+
+def softmax_cross_entropy(logits, labels, label_smoothing=0.0, *,
+                          backward: str = "custom") -> jax.Array:
+    """C = -(1/n) sum_i sum_k t_ik log softmax(z_i)_k, from logits; mean over the batch.
 
     Shapes: logits (n, K) (or (..., K): the mean runs over every leading position);
     labels either integer class indices of shape (n,) / (...), or one-hot (or any
-    class distribution) floats of shape (n, K) / (..., K). dC/dz = (softmax(z) - y)/n.
+    class distribution) floats of shape (n, K) / (..., K). The targets are the labels
+    smoothed towards the uniform distribution,
+
+        t = (1 - label_smoothing) * y + label_smoothing / K
+
+    (Szegedy et al., 2016; optax.smooth_labels, PyTorch's and Keras's
+    `label_smoothing`); label_smoothing = 0 (the default) gives t = y, i.e.
+    C = -(1/n) sum_i log softmax(z_i)[y_i]. dC/dz = (softmax(z) - t)/n.
     Integer labels must lie in [0, K); this is checked when the labels are concrete,
-    and under jax.jit an out-of-range label gives an all-zero one-hot row (the example
-    then contributes 0 to the loss and to the gradient).
+    and under jax.jit an out-of-range label gives an all-zero target row (also with
+    smoothing: the example then contributes 0 to the loss and to the gradient).
+    `label_smoothing` is a number in [0, 1] (or a traced scalar, e.g. under vmap).
     """
     z = as_float(logits)
     labels = jnp.asarray(labels)
     what = "softmax_cross_entropy"
+    label_smoothing = _check_label_smoothing(label_smoothing)
     if z.ndim < 1:
         raise ValueError(f"{what}: logits is a scalar; expected shape (n, K), classes last")
     k = z.shape[-1]
@@ -212,6 +261,7 @@ def softmax_cross_entropy(logits, labels, *, backward: str = "custom") -> jax.Ar
             )
         _check_int_labels(labels, k, what)
         y = jax.nn.one_hot(labels, k, dtype=z.dtype)
+        mass = y.sum(axis=-1, keepdims=True)  # 0 for an out-of-range label under jit
     elif jnp.issubdtype(labels.dtype, jnp.floating):
         if labels.shape != z.shape:
             raise ValueError(
@@ -220,12 +270,14 @@ def softmax_cross_entropy(logits, labels, *, backward: str = "custom") -> jax.Ar
                 f"{z.shape[:-1]})"
             )
         y = labels.astype(z.dtype)
+        mass = jnp.ones(z.shape[:-1] + (1,), z.dtype)
     else:
         raise TypeError(
             f"{what}: labels of dtype {labels.dtype}: expected integer class indices or "
             "float one-hot rows"
         )
-    return _SCE.select(backward)(z, y)
+    eps = jnp.asarray(label_smoothing, z.dtype)
+    return _SCE.select(backward)(z, y, eps, mass)
 
 
 def _check_center_args(features, labels, centers, what: str):
@@ -306,7 +358,9 @@ def update_centers(centers, features, labels, alpha: float) -> jax.Array:
 
 # L1: sum |w|, d/dw = sign(w) (0 at w = 0).  L2: 1/2 sum w^2, d/dw = w.
 def _l1_plain(w):
-    return jnp.sum(jnp.abs(w))
+    # |w| = w sign(w), with sign(w) held constant: autodiff then gives sign(w), 0 at
+    # w = 0 like the hand rule (autodiff of jnp.abs gives 1 there).
+    return jnp.sum(w * lax.stop_gradient(jnp.sign(w)))
 
 
 def _l1_fwd(w):

@@ -1,4 +1,5 @@
-"""Property-based fuzzing (hypothesis) of convolution, pooling and normalization.
+"""Property-based fuzzing (hypothesis) of convolution, transposed convolution, padding
+modes, pooling and normalization.
 
 Random valid configurations are checked in float64 against the naive-loop NumPy
 oracles of tests/reference: the forward, and the hand-written backward applied to a
@@ -14,7 +15,9 @@ per property. The `slow` twins (`make test-slow`) run each property with 1000.
 Convolution is never compared with `backward="autodiff"` here: in jaxlib 0.10.2 the
 float64 autodiff input gradient of some grouped, strided, kernel-dilated
 convolutions aborts the process (see tests/test_lowering.py), and the NumPy oracle
-checks every configuration instead.
+checks every configuration instead. The transposed convolution and the padding modes
+are compared with autodiff in the slow runs (their autodiff is a plain convolution with
+input dilation, and slices and concatenations).
 
 Each example costs one XLA compilation for its shapes (the arrays are tiny), so the
 checked computations are jitted on a hashable description of the configuration
@@ -43,8 +46,11 @@ from hypothesis import strategies as st
 import fcnn
 from fcnn.ops import pooling
 from fcnn.ops.conv import conv, conv_output_shape
+from fcnn.ops.conv_transpose import conv_transpose, conv_transpose_output_shape
 from fcnn.ops.normalization import normalize
-from tests.reference import conv_ref, norm_ref, pool_ref
+from fcnn.ops.padding import MODES as PAD_MODES
+from fcnn.ops.padding import pad, pad_output_shape
+from tests.reference import conv_ref, conv_transpose_ref, norm_ref, padding_ref, pool_ref
 
 EXAMPLES = int(os.environ.get("FCNN_FUZZ_EXAMPLES", 100))
 EXPLORE = "FCNN_FUZZ_EXAMPLES" in os.environ
@@ -214,6 +220,156 @@ def test_conv_fuzz(case):
 @given(conv_cases())
 def test_conv_fuzz_slow(case):
     check_conv(case)
+
+
+# ------------------------------------------------------------------ transposed convolution
+
+
+class ConvTransposeCase(NamedTuple):
+    x_shape: tuple
+    kernel_shape: tuple
+    kwargs: dict
+    bias: bool
+    seed: int
+
+
+@st.composite
+def conv_transpose_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    batch = draw(st.integers(1, 2))
+    spatial = _tuple(draw, ndim, 1, SPATIAL_MAX[ndim] - 1)
+    window = _tuple(draw, ndim, 1, WINDOW_MAX[ndim])
+    strides = _tuple(draw, ndim, 1, 3)
+    dilation = _tuple(draw, ndim, 1, 3)
+    groups, c_in_g, c_out_g = (draw(st.integers(1, n)) for n in (3, 2, 2))
+    padding = _padding(draw, (3,) * ndim)
+    kwargs = dict(strides=_as_arg(draw, strides), padding=padding,
+                  dilation=_as_arg(draw, dilation), groups=groups)
+    if padding not in ("SAME", "same") and draw(st.booleans()):
+        kwargs["output_padding"] = _as_arg(draw, tuple(
+            draw(st.integers(0, max(s, d) - 1)) for s, d in zip(strides, dilation)))
+    x_shape = (batch, *spatial, groups * c_in_g)
+    kernel_shape = (*window, c_in_g, groups * c_out_g)
+    geometry = {k: v for k, v in kwargs.items() if k != "groups"}
+    out = conv_transpose_ref.output_shape(x_shape, kernel_shape, **geometry)
+    assume(all(o >= 1 for o in out[1:-1]))
+    assume(math.prod(x_shape) * math.prod(window) * c_out_g <= ORACLE_BUDGET)
+    return ConvTransposeCase(x_shape, kernel_shape, kwargs, draw(st.booleans()), draw(seeds))
+
+
+@_jit(static_argnums=(4, 5))
+def _conv_transpose_vjp(x, kernel, bias, dy, kwargs, backwards):
+    out = []
+    for backward in backwards:
+        y, vjp = jax.vjp(lambda x, k, b: conv_transpose(x, k, b, backward=backward, **dict(kwargs)),
+                         x, kernel, bias)
+        out.append((y, vjp(dy)))
+    return out
+
+
+def check_conv_transpose(case: ConvTransposeCase, autodiff=False):
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal(case.x_shape)
+    kernel = rng.standard_normal(case.kernel_shape)
+    bias = rng.standard_normal(case.kernel_shape[-1]) if case.bias else None
+    out_shape = conv_transpose_ref.output_shape(case.x_shape, case.kernel_shape, **case.kwargs)
+    dy = rng.standard_normal(out_shape)
+    assert conv_transpose_output_shape(case.x_shape, case.kernel_shape, **case.kwargs) == out_shape
+    y_ref = conv_transpose_ref.conv_transpose_forward(x, kernel, bias, **case.kwargs)
+    rdx, rdkernel, rdbias = conv_transpose_ref.conv_transpose_backward(x, kernel, dy, **case.kwargs)
+    backwards = ("custom", "autodiff") if autodiff else ("custom",)
+    results = _conv_transpose_vjp(x, kernel, bias, dy, _hashable(case.kwargs), backwards)
+    for backward, (y, (dx, dkernel, dbias)) in zip(backwards, results):
+        chex.assert_shape(y, out_shape)
+        _close(y, y_ref, TOL, f"{backward}: forward")
+        _close(dx, rdx, TOL, f"{backward}: input gradient")
+        _close(dkernel, rdkernel, TOL, f"{backward}: kernel gradient")
+        if case.bias:
+            _close(dbias, rdbias, TOL, f"{backward}: bias gradient")
+        else:
+            assert dbias is None
+
+
+@FAST
+@given(conv_transpose_cases())
+def test_conv_transpose_fuzz(case):
+    """Random 1-3 d transposed convolutions (strides, every padding form, output
+    padding, dilation, groups): forward and custom backward equal the scatter oracle."""
+    check_conv_transpose(case)
+
+
+@pytest.mark.slow
+@SLOW
+@given(conv_transpose_cases())
+def test_conv_transpose_fuzz_slow(case):
+    check_conv_transpose(case, autodiff=True)
+
+
+# ------------------------------------------------------------------ padding modes
+
+
+class PadCase(NamedTuple):
+    x_shape: tuple
+    padding: object
+    mode: str
+    seed: int
+
+
+@st.composite
+def pad_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    spatial = _tuple(draw, ndim, 1, SPATIAL_MAX[ndim])
+    x_shape = (draw(st.integers(1, 2)), *spatial, draw(st.integers(1, 3)))
+    mode = draw(st.sampled_from(PAD_MODES))
+    # reflect: at most W - 1 per side; circular: at most W; the others: anything
+    limits = [{"reflect": w - 1, "circular": w}.get(mode, 4) for w in spatial]
+    pairs = tuple((draw(st.integers(0, m)), draw(st.integers(0, m))) for m in limits)
+    form = draw(st.sampled_from(["pairs", "per_dim", "int"]))
+    if form == "int":
+        padding = draw(st.integers(0, min(limits)))
+    elif form == "per_dim":
+        padding = tuple(max(p) for p in pairs)
+    else:
+        padding = pairs
+    return PadCase(x_shape, padding, mode, draw(seeds))
+
+
+@_jit(static_argnums=(2, 3, 4))
+def _pad_vjp(x, g, padding, mode, backwards):
+    out = []
+    for backward in backwards:
+        y, vjp = jax.vjp(lambda x: pad(x, padding, mode, backward), x)
+        out.append((y, vjp(g)[0]))
+    return out
+
+
+def check_pad(case: PadCase, autodiff=False):
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal(case.x_shape)
+    y_ref = padding_ref.pad_forward(x, case.padding, case.mode)
+    g = rng.standard_normal(y_ref.shape)
+    dx_ref = padding_ref.pad_backward(x.shape, g, case.padding, case.mode)
+    assert pad_output_shape(case.x_shape, case.padding, case.mode) == y_ref.shape
+    backwards = ("custom", "autodiff") if autodiff else ("custom",)
+    for backward, (y, dx) in zip(backwards, _pad_vjp(x, g, case.padding, case.mode, backwards)):
+        chex.assert_shape(y, y_ref.shape)
+        _close(y, y_ref, TOL, f"{backward}: forward")
+        _close(dx, dx_ref, TOL, f"{backward}: backward")
+
+
+@FAST
+@given(pad_cases())
+def test_pad_fuzz(case):
+    """Random paddings (1-3 d, every mode up to its size limit, int / per-dimension /
+    pair forms): forward and custom backward equal the loop oracle."""
+    check_pad(case)
+
+
+@pytest.mark.slow
+@SLOW
+@given(pad_cases())
+def test_pad_fuzz_slow(case):
+    check_pad(case, autodiff=True)
 
 
 # ------------------------------------------------------------------ pooling

@@ -12,6 +12,7 @@ from fcnn import _checks, initializers
 from fcnn.layers.base import CONVOLUTION, Layer, check_train_flag
 from fcnn.ops.conv import CHANNELS_NOT_DIVISIBLE, LOWERINGS, RANKS, conv, conv_output_shape
 from fcnn.ops.lowering import Lowering
+from fcnn.ops.padding import check_mode, conv_pads, pad, pad_output_shape
 
 
 def Conv(  # noqa: N802 (layers are named like classes, as in stax)
@@ -28,6 +29,7 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
     backward: str = "custom",
     param_dtype=jnp.float32,
     lowering="auto",
+    padding_mode: str = "zeros",
 ) -> Layer:
     """Convolution over 1, 2 or 3 spatial dims with `features` output channels.
 
@@ -39,6 +41,11 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
     (default) lets the op take the matrix-product lowering measured faster on the CPU
     for few input channels (`fcnn.ops.conv.resolve_lowering`); None keeps XLA's
     convolution for every pass.
+
+    `padding_mode` fills the padded border: "zeros" (default), or "reflect",
+    "replicate", "circular" (`fcnn.ops.padding.pad`, with its hand backward), in which
+    case the layer pads with that op and runs a "VALID" convolution; the output shape
+    is the same (input_dilation must then be 1).
 
     Example: `Conv(2, 3, strides=2, padding=1)` maps (1, 5, 5, 3) to (1, 3, 3, 2) with
     (3*3*3 + 1) * 2 = 56 parameters.
@@ -73,9 +80,22 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
     if lowering not in LOWERINGS and not isinstance(lowering, Lowering):
         raise ValueError(
             f"lowering={lowering!r}: expected 'auto', None or a fcnn.ops.lowering.Lowering")
+    padding_mode = check_mode(padding_mode)
+    if padding_mode != "zeros" and set(np.ravel(input_dilation)) != {1}:
+        raise ValueError(
+            f"input_dilation={input_dilation!r} with padding_mode={padding_mode!r}: the "
+            "border modes pad the input itself, before any dilation; use "
+            "padding_mode='zeros' or input_dilation=1")
     kernel_init = initializers.get(kernel_init)
     bias_init = initializers.get(bias_init)
     name = f"Conv({features}, {kernel_size!r})"
+    if padding_mode != "zeros":
+        name = f"Conv({features}, {kernel_size!r}, padding_mode={padding_mode!r})"
+
+    def border(shape, nd):
+        """The (low, high) pairs `padding` resolves to for an input of `shape`."""
+        window = _checks.spatial_tuple(kernel_size, nd, "kernel_size")
+        return conv_pads(padding, shape[1:-1], window, strides, dilation)
 
     def spatial_dims(rank: int, shape, what: str) -> int:
         if ndim is None:
@@ -101,8 +121,13 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
         kernel_shape = _checks.spatial_tuple(kernel_size, nd, "kernel_size") + (
             c_in // groups, features,
         )
+        conv_padding = padding
+        if padding_mode != "zeros":  # padded by the op, then a VALID convolution
+            input_shape = pad_output_shape(input_shape, border(input_shape, nd), padding_mode,
+                                           name=name)
+            conv_padding = "VALID"
         output_shape = conv_output_shape(
-            input_shape, kernel_shape, strides, padding, dilation, input_dilation,
+            input_shape, kernel_shape, strides, conv_padding, dilation, input_dilation,
             groups=groups,
         )
         kernel_rng, bias_rng = jax.random.split(rng)
@@ -131,8 +156,12 @@ def Conv(  # noqa: N802 (layers are named like classes, as in stax)
                 "call init with the shape of this input"
             )
         bias = params["bias"] if use_bias else None
+        conv_padding = padding
+        if padding_mode != "zeros":
+            x = pad(x, border(shape, len(shape) - 2), padding_mode, backward)
+            conv_padding = "VALID"
         y = conv(
-            x, kernel, bias, strides=strides, padding=padding, dilation=dilation,
+            x, kernel, bias, strides=strides, padding=conv_padding, dilation=dilation,
             input_dilation=input_dilation, groups=groups, backward=backward, lowering=lowering,
         )
         return y, state

@@ -7,12 +7,17 @@ and a function of the same name apart (`fcnn.ops.conv.conv`, `fcnn.ops.dense.den
                    gelu, silu, softmax, log_softmax, maxout; get_activation(name)
     conv           conv, conv_output_shape (1-3 spatial dims, strides, padding,
                    dilation, input dilation, groups)
+    conv_transpose conv_transpose, conv_transpose_output_shape (1-3 spatial dims,
+                   strides, padding, output_padding, dilation, groups)
     dense          dense
-    dropout        dropout, spatial_dropout
+    dropout        dropout, spatial_dropout, drop_path (stochastic depth)
     lowering       alternative lowerings of the convolution (same semantics)
     lrn            lrn (local response normalization)
     normalization  normalize (batch/layer/instance/group norm), weight_normalize
-    pooling        max_pool, avg_pool, global_avg_pool
+    padding        pad (modes "zeros", "reflect", "replicate", "circular")
+    pooling        max_pool, avg_pool, global_avg_pool, global_max_pool,
+                   adaptive_avg_pool
+    resize         upsample ("nearest", "bilinear"; integer factors)
 
 Every op takes `backward="custom"` (the hand-derived rule, the default) or
 `backward="autodiff"` (plain autodiff of the same forward), so the two can be compared.
@@ -21,10 +26,13 @@ Every op takes `backward="custom"` (the hand-derived rule, the default) or
 from fcnn.ops import (  # noqa: F401
     activations,
     conv,
+    conv_transpose,
     dense,
     dropout,
     lowering,
     lrn,
     normalization,
+    padding,
     pooling,
+    resize,
 )

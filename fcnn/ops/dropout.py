@@ -153,3 +153,44 @@ def spatial_dropout(
         x, rate, rng, train=train, mode=mode, shared_axes=tuple(range(1, ndim - 1)),
         backward=backward,
     )
+
+
+# Stochastic depth (drop-path): the same mask product, one draw per example.
+# y = x * m with m[n] = [kept_n] / (1 - rate) shared by every other axis of example n;
+# dy/dx = m, so dx = g * m: the gradient of a dropped example's branch is zero and a
+# kept one's is scaled by 1 / (1 - rate), as in the forward.
+DROP_PATH = hand_rule("drop_path", _apply_mask_plain, _apply_mask_fwd, _apply_mask_bwd)
+
+
+def drop_path(x, rate, rng=None, *, train: bool, backward: str = "custom") -> jax.Array:
+    """Stochastic depth (Huang et al., 2016): drops the whole branch for some examples.
+
+    Put it at the end of a residual branch, y = x + drop_path(branch(x)): in training
+    each example's branch output is zeroed with probability `rate` (one Bernoulli draw
+    per example, shared by every other axis) and the kept ones are scaled by
+    1 / (1 - rate) (inverted scaling), so E[y_train] = y_eval; at evaluation it is the
+    identity. Shapes: x (N, ...) -> same. `rate` is the probability of DROPPING, in
+    [0, 1). Training needs `rng`. Backward: dx = g * mask (zero for dropped examples).
+    """
+    check_backward(backward)
+    rate = check_rate(rate)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"drop_path: train={train!r}: expected True or False (a Python bool)")
+    x = as_float(x)
+    if x.ndim < 1:
+        raise ValueError(
+            f"drop_path: x has shape {x.shape}: expected (batch, ...), one branch output "
+            "per example along axis 0"
+        )
+    if train and rng is None:
+        raise ValueError(
+            "drop_path(train=True) needs an rng to draw which examples drop the branch: "
+            "pass rng=key, or train=False for evaluation"
+        )
+    known_zero = not isinstance(rate, jax.core.Tracer) and float(rate) == 0.0
+    if known_zero or not train:
+        return x
+    keep = 1 - jnp.asarray(rate, x.dtype)
+    kept = jax.random.bernoulli(rng, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
+    mask = jnp.where(kept, 1 / keep, jnp.zeros((), x.dtype)).astype(x.dtype)
+    return DROP_PATH.select(backward)(x, mask)

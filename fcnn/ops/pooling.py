@@ -479,3 +479,145 @@ def pool_output_shape(input_shape, window_shape, strides=None, padding="VALID", 
     padding = _checks.check_padding(padding)
     cfg = _config(input_shape, "max", window_shape, strides, padding, False, name, "auto")
     return (input_shape[0], *cfg.out_spatial, input_shape[-1])
+
+
+# ---------------------------------------------------------------- global max
+#
+# Global max pooling and adaptive average pooling (appended; each its own hand rule).
+# Derivations: docs/derivations/more_layers.md, "Global max pooling" and "Adaptive
+# average pooling".
+
+
+def _global_max_pool_plain(x):
+    return jnp.max(x, axis=tuple(range(1, x.ndim - 1)))
+
+
+def _flat_spatial(x):
+    """(N, *S, C) -> (N, |S|, C), positions in row-major order."""
+    return x.reshape((x.shape[0], -1, x.shape[-1]))
+
+
+def _shape_marker(x):
+    """A zero-size array (0, *x.shape) of x's dtype: carries x's shape and dtype through
+    the residuals statically, with no buffer."""
+    return jnp.zeros((0, *x.shape), x.dtype)
+
+
+@jax.jit
+def _global_max_pool_fwd(x):
+    # The route is decided here, from the values that made the maximum (see _pool_fwd):
+    # the row-major index of the first maximum of every (example, channel).
+    flat = _flat_spatial(x)
+    index = jnp.argmax(flat, axis=1).astype(jnp.int32)  # the first maximum on ties
+    return jnp.max(flat, axis=1), (index, _shape_marker(x))
+
+
+@jax.jit
+def _global_max_pool_bwd(residuals, g):
+    # y[n, c] = x[n, a(n, c), c]  =>  dx[n, s, c] = g[n, c] [s = a(n, c)]
+    index, marker = residuals
+    shape = marker.shape[1:]
+    positions = np.arange(int(np.prod(shape[1:-1])), dtype=np.int32).reshape(1, -1, 1)
+    dx = jnp.where(positions == index[:, None, :], g[:, None, :], _zero(g.dtype))
+    return (dx.reshape(shape).astype(marker.dtype),)
+
+
+GLOBAL_MAX_POOL = hand_rule("global_max_pool", _global_max_pool_plain, _global_max_pool_fwd,
+                            _global_max_pool_bwd)
+
+
+def global_max_pool(x, backward="custom"):
+    """Global max pooling: y[n, c] = max over all spatial positions of x[n, s, c].
+
+    Shapes: x (N, *S, C) with 1-3 spatial dims -> y (N, C).
+    Backward: dx[n, s, c] = g[n, c] if s is the first maximum of (n, c) in row-major
+    order, else 0 (the tie rule of `max_pool`). `backward="autodiff"` differentiates
+    `jnp.max`, which instead splits a tie's gradient evenly among the tied cells.
+
+    Reference: docs/derivations/more_layers.md, section "Global max pooling".
+    """
+    _checks.check_backward(backward)
+    x = _check_input(x, "global_max_pool")
+    return GLOBAL_MAX_POOL.select(backward)(x)
+
+
+# ---------------------------------------------------------------- adaptive average
+
+
+def adaptive_windows(size: int, out: int):
+    """PyTorch's adaptive windows: [floor(i W / O), ceil((i + 1) W / O)) for i < O."""
+    return [((i * size) // out, -((-(i + 1) * size) // out)) for i in range(out)]
+
+
+def _averaging_matrix(size: int, out: int, dtype):
+    """A (O, W): A[i, j] = 1 / |window i| for j in window i, else 0."""
+    a = np.zeros((out, size))
+    for i, (start, end) in enumerate(adaptive_windows(size, out)):
+        a[i, start:end] = 1.0 / (end - start)
+    return a.astype(dtype)
+
+
+def _apply_along(x, a, axis: int):
+    """Contracts axis `axis` of x with the columns of a: (.., W, ..) -> (.., O, ..)."""
+    y = jnp.tensordot(x, a, axes=((axis,), (1,)), precision=lax.Precision.HIGHEST)
+    return jnp.moveaxis(y, -1, axis)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _adaptive_forward(output_size, x):
+    """y = the product of per-axis averages: a box window's mean is separable."""
+    for d, o in enumerate(output_size):
+        if x.shape[1 + d] != o:
+            x = _apply_along(x, _averaging_matrix(x.shape[1 + d], o, x.dtype), 1 + d)
+    return x
+
+
+def _adaptive_fwd(output_size, x):
+    return _adaptive_forward(output_size, x), _shape_marker(x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _adaptive_bwd(output_size, residuals, g):
+    # y = A_1 ... A_d x per axis  =>  dx = A_d^T ... A_1^T g: each output gradient
+    # spread evenly over its window (dx[j] = sum_{i: j in window i} g[i] / |window i|)
+    shape = residuals.shape[1:]
+    for d in reversed(range(len(output_size))):
+        if shape[1 + d] != output_size[d]:
+            a = _averaging_matrix(shape[1 + d], output_size[d], g.dtype)
+            g = _apply_along(g, a.T, 1 + d)
+    return (g.astype(residuals.dtype),)
+
+
+ADAPTIVE_AVG_POOL = hand_rule("adaptive_avg_pool", _adaptive_forward, _adaptive_fwd,
+                              _adaptive_bwd, nondiff_argnums=(0,))
+
+
+def adaptive_avg_pool_output_shape(input_shape, output_size, *, name="adaptive_avg_pool"):
+    """(N, *output_size, C) for an input of `input_shape` (the batch may be -1)."""
+    input_shape = tuple(input_shape)
+    _checks.check_rank(input_shape, (3, 4, 5), "input_shape", name)
+    size = _checks.spatial_tuple(output_size, len(input_shape) - 2, "output_size")
+    return (input_shape[0], *size, input_shape[-1])
+
+
+def adaptive_avg_pool(x, output_size, backward="custom"):
+    """Adaptive average pooling to a fixed spatial size (PyTorch's AdaptiveAvgPool).
+
+    Shapes: x (N, *S, C) with 1-3 spatial dims -> y (N, *output_size, C); `output_size`
+    is an int (every spatial dim) or one int per spatial dim. Along a dimension of size
+    W pooled to O cells, output cell i averages the window
+        [floor(i W / O), ceil((i + 1) W / O))
+    (windows overlap when O does not divide W; O > W repeats cells); in N-d the window
+    is the box of the per-axis windows. O = 1 everywhere is global average pooling.
+    Backward: dx[j] = sum over windows i containing j of g[i] / |window i|.
+
+    Reference: docs/derivations/more_layers.md, section "Adaptive average pooling".
+    """
+    _checks.check_backward(backward)
+    x = _check_input(x, "adaptive_avg_pool")
+    size = _checks.spatial_tuple(output_size, x.ndim - 2, "output_size")
+    return ADAPTIVE_AVG_POOL.select(backward)(size, x)
+
+
+__all__ += ["adaptive_avg_pool", "adaptive_avg_pool_output_shape", "adaptive_windows",
+            "global_max_pool"]
