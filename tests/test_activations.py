@@ -14,6 +14,7 @@ from absl.testing import parameterized
 import fcnn
 from fcnn.ops import activations as act
 from tests.reference import activation_ref as ref
+from tests.reference import derivation_pages as pages
 
 EPS = 1e-6  # central-difference step for float64
 
@@ -109,7 +110,7 @@ class BackwardRuleTest(chex.TestCase):
         chex.assert_shape(dx_c, x.shape)
         chex.assert_trees_all_close(y_c, y_a, oracle(x), atol=1e-12, rtol=1e-12)
         chex.assert_trees_all_close(dx_c, dx_a, atol=1e-12, rtol=1e-12)
-        chex.assert_trees_all_close(dx_c, oracle_vjp(x, g), atol=1e-8)
+        chex.assert_trees_all_close(dx_c, oracle_vjp(x, g), atol=1e-12, rtol=1e-12)
         chex.assert_trees_all_close(dx_c, dx_fd, atol=1e-7)
 
 
@@ -214,6 +215,34 @@ class NotesFactsTest(chex.TestCase):
         self.assertLess(float(d["sigmoid"][4]), 5e-5)
         self.assertAlmostEqual(float(d["tanh"][2]), 1.0, places=12)  # the notes' -tanh^2 would give 0
         np.testing.assert_array_equal(d["relu"], [0.0, 0.0, 0.0, 1.0, 1.0])  # 0 at x = 0
+
+    @parameterized.parameters("custom", "autodiff")
+    def test_derivatives_of_the_derivation_page(self, backward):
+        """docs/derivations/activations_losses.md: sigmoid'(0) = 1/4, sigmoid'(+-10) ~
+        4.5e-5, tanh'(0) = 1, relu'(0) = 0 and RReLU's evaluation slope 11/48, read
+        from the page."""
+        page = "activations_losses"
+        ex = {name: pages.example(page, name) for name in (
+            "sigmoid_derivative", "tanh_derivative", "relu_derivative", "rrelu_evaluation_slope")}
+
+        def derivative(fn, at, **kwargs):
+            return float(jax.grad(lambda v: fn(v, backward=backward, **kwargs))(jnp.asarray(at)))
+
+        self.assertEqual(derivative(act.sigmoid, 0.0), ex["sigmoid_derivative"]["at_0"])
+        value, half_unit = pages.printed(ex["sigmoid_derivative"]["at_10"])
+        for at in (-10.0, 10.0):
+            self.assertAlmostEqual(derivative(act.sigmoid, at), value, delta=half_unit)
+        self.assertEqual(derivative(act.tanh, 0.0), ex["tanh_derivative"]["at_0"])
+        self.assertEqual(derivative(act.relu, 0.0), ex["relu_derivative"]["at_0"])
+        slopes = ex["rrelu_evaluation_slope"]
+        lower, upper = pages.fraction(slopes["lower"]), pages.fraction(slopes["upper"])
+        self.assertEqual((lower + upper) / 2, pages.fraction(slopes["mean"]))
+        # the defaults are the page's bounds, and the evaluation slope is their mean
+        self.assertAlmostEqual(derivative(act.rrelu, -1.0, train=False),
+                               float(pages.fraction(slopes["mean"])), places=15)
+        self.assertAlmostEqual(derivative(act.rrelu, -1.0, train=False, lower=float(lower),
+                                          upper=float(upper)),
+                               float(pages.fraction(slopes["mean"])), places=15)
 
     def test_tanh_is_a_scaled_sigmoid(self):
         x = jnp.linspace(-5.0, 5.0, 41)
@@ -331,7 +360,7 @@ class RegistryAndLayerTest(chex.TestCase):
     def test_layer_errors(self):
         with pytest.raises(ValueError, match=r"PRelu: input_shape=\(5,\): one slope per channel"):
             fcnn.PRelu().init(jax.random.PRNGKey(0), (5,))
-        with pytest.raises(ValueError, match=r"Softmax\(axis=2\): axis=2 is out of range for input_shape=\(4, 3\)"):
+        with pytest.raises(ValueError, match=r"Softmax\(axis=2\): axis=2: expected an int in \[-2, 1\] for an input of rank 2 \(shape \(4, 3\)\)"):
             fcnn.Softmax(axis=2).init(jax.random.PRNGKey(0), (4, 3))
         with pytest.raises(ValueError, match=r"negative_slope=nan: expected a finite number"):
             fcnn.LeakyRelu(float("nan"))
@@ -343,9 +372,9 @@ class RegistryAndLayerTest(chex.TestCase):
     def test_op_errors(self):
         with pytest.raises(ValueError, match=r"slope has shape \(3,\): expected \(\) .* \(4,\)"):
             act.prelu(jnp.ones((2, 4)), jnp.ones(3))
-        with pytest.raises(ValueError, match=r"axis=2: out of range for an input of rank 2"):
+        with pytest.raises(ValueError, match=r"axis=2: expected an int in \[-2, 1\] for an input of rank 2"):
             act.softmax(jnp.ones((2, 4)), axis=2)
-        with pytest.raises(ValueError, match=r"pieces=1: maxout needs an int k >= 2"):
+        with pytest.raises(ValueError, match=r"pieces=1: expected an int >= 2 \(maxout needs k >= 2 linear pieces"):
             act.maxout(jnp.ones((2, 4)), 1)
         with pytest.raises(ValueError, match=r"x has shape \(2, 5\): the last axis must hold features \* pieces"):
             act.maxout(jnp.ones((2, 5)), 2)
@@ -421,7 +450,7 @@ class MaxoutLayerTest(chex.TestCase):
         np.testing.assert_allclose(apply(params, state, x, train=False)[0], np.maximum(x, 0))
 
     def test_errors(self):
-        with pytest.raises(ValueError, match=r"pieces=1: maxout needs an int k >= 2"):
+        with pytest.raises(ValueError, match=r"pieces=1: expected an int >= 2 \(maxout needs k >= 2 linear pieces"):
             fcnn.Maxout(4, pieces=1)
         with pytest.raises(ValueError, match=r"features=0: expected a positive int"):
             fcnn.Maxout(0)

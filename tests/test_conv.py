@@ -7,6 +7,7 @@ Every gradient is checked three ways: against the naive-loop NumPy oracle
 
 import functools
 import importlib
+import re
 import zlib
 
 import chex
@@ -18,8 +19,11 @@ from absl.testing import parameterized
 
 import fcnn
 from fcnn import _checks
+from fcnn.ops import lowering
 from fcnn.ops.conv import conv, conv_output_shape
+from fcnn.ops.hand_rule import traced_rules
 from tests.reference import conv_ref
+from tests.reference import derivation_pages as pages
 
 conv_module = importlib.import_module("fcnn.ops.conv")
 
@@ -112,7 +116,22 @@ REST = [c[0] for c in CONFIGS if c[0] not in CORE]
 FINITE_DIFFERENCES = [
     "1d_valid_s3_not_dividing", "1d_pad_wider_than_window", "2d_same_s2",
     "2d_transposed_conv", "2d_everything", "3d_everything",
+    "2d_stride_beyond_window",  # r = 3 cells past the last window: the (p_hi - r) padding
 ]
+
+
+# The two backward routes of the conv op on every backend: the textbook rule with XLA's
+# convolutions, and the same rule with its passes lowered to matrix products.
+ROUTES = {
+    "xla": None,
+    "lowered": lowering.Lowering("conv_forward_taps", "conv_input_grad_col2im",
+                                 "conv_kernel_grad_im2col"),
+}
+ROUTE_RULES = {"xla": "conv", "lowered": "conv/lowered"}
+
+
+def fd_cases(names, routes):
+    return [dict(testcase_name=n, name=n, route=r) for n in names for r in routes]
 
 
 def normal(seed, shape, dtype=np.float32):
@@ -155,8 +174,9 @@ def value_and_vjp(kwargs, backward, lowering=None):
 
 
 def check_against_oracle(variant, name):
-    """Forward and (dx, dkernel, dbias) of both rules, and of the custom rule with the
-    lowering the CPU would take ("auto"), against the oracle and each other."""
+    """Forward and (dx, dkernel, dbias) of both rules, and of the custom rule with every
+    pass lowered to matrix products (a superset of what "auto" picks on the CPU),
+    against the oracle and each other."""
     kwargs = CONFIG_BY_NAME[name][3]
     (x, kernel, bias, dy), y_ref, grads_ref = case(name)
 
@@ -164,7 +184,7 @@ def check_against_oracle(variant, name):
     def both_rules(x, kernel, bias, dy):
         return (value_and_vjp(kwargs, "custom")(x, kernel, bias, dy),
                 value_and_vjp(kwargs, "autodiff")(x, kernel, bias, dy),
-                value_and_vjp(kwargs, "custom", "auto")(x, kernel, bias, dy))
+                value_and_vjp(kwargs, "custom", ROUTES["lowered"])(x, kernel, bias, dy))
 
     (y, grads), (y_ad, grads_ad), (y_low, grads_low) = both_rules(x, kernel, bias, dy)
     chex.assert_shape(y, y_ref.shape)
@@ -202,8 +222,21 @@ class ConvSweepTest(chex.TestCase):
         check_against_oracle(self.variant, name)
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.named_parameters(*named(FINITE_DIFFERENCES))
-    def test_central_finite_differences(self, name):
+    @parameterized.named_parameters(*fd_cases(FINITE_DIFFERENCES, ["xla"]))
+    def test_central_finite_differences(self, name, route):
+        self._check_finite_differences(name, route)
+
+    # The lowered route (col2im input gradient, im2col kernel gradient) jitted only.
+    @chex.variants(with_jit=True)
+    @parameterized.named_parameters(*fd_cases(FINITE_DIFFERENCES, ["lowered"]))
+    def test_central_finite_differences_lowered(self, name, route):
+        self._check_finite_differences(name, route)
+
+    def _check_finite_differences(self, name, route):
+        """Central differences of the plain forward against the gradient of the hand
+        rule taking `route`: XLA's input- and kernel-gradient convolutions
+        (lowering=None) or the col2im / im2col matrix-product lowerings, passed
+        explicitly so that the test does not depend on what "auto" picks."""
         kwargs = CONFIG_BY_NAME[name][3]
         (x, kernel, bias, dy), _, _ = case(name)
         rng = np.random.default_rng(1)
@@ -211,13 +244,14 @@ class ConvSweepTest(chex.TestCase):
         dirs = [np.stack([rng.normal(size=np.shape(a)) for _ in range(3)]) for a in (x, kernel, bias)]
         eps = 1e-4
 
-        def loss(x, kernel, bias):
-            return jnp.sum(conv(x, kernel, bias, **kwargs) * dy)
+        def loss(x, kernel, bias, backward="autodiff", lowering=None):
+            return jnp.sum(conv(x, kernel, bias, backward=backward, lowering=lowering, **kwargs) * dy)
 
         @self.variant
         def numeric_and_analytic(x, kernel, bias, dirs):
             args = (x, kernel, bias)
-            grads = jax.grad(loss, argnums=(0, 1, 2))(*args)
+            grads = jax.grad(functools.partial(loss, backward="custom", lowering=ROUTES[route]),
+                             argnums=(0, 1, 2))(*args)
             analytic = [sum(jnp.vdot(g, d[i]) for g, d in zip(grads, dirs)) for i in range(3)]
             numeric = [
                 (loss(*(a + eps * d[i] for a, d in zip(args, dirs)))
@@ -226,7 +260,9 @@ class ConvSweepTest(chex.TestCase):
             ]
             return jnp.stack(numeric), jnp.stack(analytic)
 
-        numeric, analytic = numeric_and_analytic(x, kernel, bias, dirs)
+        with traced_rules() as seen:
+            numeric, analytic = numeric_and_analytic(x, kernel, bias, dirs)
+        self.assertEqual(seen, {ROUTE_RULES[route]})  # the route under test really ran
         np.testing.assert_allclose(numeric, analytic, rtol=1e-7, atol=1e-8)
 
 
@@ -240,12 +276,17 @@ class ConvSweepUnjittedTest(chex.TestCase):
         check_against_oracle(self.variant, name)
 
 
+@pytest.mark.parametrize("route", sorted(ROUTES))
 @pytest.mark.parametrize("name", ["1d_everything", "2d_groups3_pairs"])
-def test_elementwise_finite_differences(name):
+def test_elementwise_finite_differences(name, route):
     (x, kernel, bias, dy), _, _ = case(name)
     kwargs = CONFIG_BY_NAME[name][3]
-    loss = jax.jit(lambda x, k, b: jnp.sum(conv(x, k, b, **kwargs) * dy))
-    grads = jax.grad(loss, argnums=(0, 1, 2))(x, kernel, bias)
+    loss = jax.jit(lambda x, k, b: jnp.sum(conv(x, k, b, backward="autodiff", **kwargs) * dy))
+    with traced_rules() as seen:
+        grads = jax.jit(jax.grad(
+            lambda x, k, b: jnp.sum(conv(x, k, b, lowering=ROUTES[route], **kwargs) * dy),
+            argnums=(0, 1, 2)))(x, kernel, bias)
+    assert seen == {ROUTE_RULES[route]}
     eps = 1e-5
     args = [x, kernel, bias]
     for i, arg in enumerate(args):
@@ -321,9 +362,11 @@ def test_no_bias_gives_no_bias_gradient_and_integers_are_promoted():
 # ----------------------------------------------------------------------------------
 # The notes' worked numbers
 
-NOTES_IMAGE = [[1, 1, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 0], [0, 1, 1, 0, 0]]
-NOTES_FILTER = [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
-NOTES_FEATURE_MAP = [[4, 3, 4], [2, 4, 3], [2, 3, 4]]
+# The numbers are read from the derivation page (docs/derivations/conv.md), so the page
+# and the tests cannot drift apart.
+NOTES = pages.example("conv", "conv_5x5")
+NOTES_IMAGE, NOTES_FILTER, NOTES_FEATURE_MAP = (
+    NOTES["image"], NOTES["filter"], NOTES["feature_map"])
 
 
 @pytest.mark.parametrize("backward", ["custom", "autodiff"])
@@ -341,6 +384,66 @@ def test_notes_5x5_image_with_3x3_filter(backward):
     )
 
 
+# Every route of the op: the hand rule with XLA's convolutions, with the matrix-product
+# lowerings, and plain autodiff.
+PAGE_ROUTES = [("custom", None), ("custom", "lowered"), ("autodiff", None)]
+
+
+def _page_grads(x, w, b, dy, backward, route, **kwargs):
+    lowering_ = None if route is None else ROUTES[route]
+    y, vjp = jax.vjp(lambda x, w, b: conv(x, w, b, backward=backward, lowering=lowering_,
+                                          **kwargs), x, w, b)
+    return (y, *vjp(dy))
+
+
+@pytest.mark.parametrize("backward, route", PAGE_ROUTES)
+@pytest.mark.parametrize("name", ["conv_1d_stride_2", "conv_1d_stride_2_six_cells"])
+def test_derivation_page_1d_backward_example(name, backward, route):
+    """docs/derivations/conv.md, "A 1-D example with numbers", read from the page."""
+    ex = pages.example("conv", name)
+    pages.check_shown("conv", name)
+    x = pages.array(ex["x"]).reshape(1, -1, 1)
+    w = pages.array(ex["w"]).reshape(-1, 1, 1)
+    dy = pages.array(ex["dy"]).reshape(1, -1, 1)
+    y, dx, dw, db = _page_grads(x, w, jnp.zeros(1, jnp.float64), dy, backward, route,
+                                strides=ex["strides"], padding=ex["padding"])
+    np.testing.assert_array_equal(y.ravel(), ex["y"])
+    np.testing.assert_array_equal(dx.ravel(), ex["dx"])
+    np.testing.assert_array_equal(dw.ravel(), ex["dw"])
+    np.testing.assert_array_equal(db, [ex["db"]])
+    # The recipe, step by step: dy dilated by the stride, padded (low F - 1 - p_lo, high
+    # F - 1 - p_hi + r), correlated with the flipped kernel.
+    s, k = ex["strides"], len(ex["w"])
+    dilated = np.zeros((len(ex["dy"]) - 1) * s + 1)
+    dilated[::s] = ex["dy"]
+    np.testing.assert_array_equal(dilated, ex["dy_dilated"])
+    np.testing.assert_array_equal(np.flip(ex["w"]), ex["flipped_w"])
+    padded = np.pad(dilated, ex["recipe_padding"])
+    recipe = [padded[i:i + k] @ np.asarray(ex["flipped_w"]) for i in range(len(padded) - k + 1)]
+    np.testing.assert_array_equal(recipe, ex["dx"])
+    config, out_shape = conv_module._resolve(x.shape, w.shape, ex["strides"], ex["padding"], 1, 1, 1)
+    assert conv_module._input_grad_padding(x.shape[1:-1], w.shape[:1], out_shape[1:-1],
+                                           config) == (tuple(ex["recipe_padding"]),)
+
+
+@pytest.mark.parametrize("backward, route", PAGE_ROUTES)
+def test_derivation_page_5x5_example_backwards(backward, route):
+    """docs/derivations/conv.md, "The 5x5 example, backwards", read from the page."""
+    ex = pages.example("conv", "conv_5x5_backward")
+    pages.check_shown("conv", "conv_5x5")
+    pages.check_shown("conv", "conv_5x5_backward")
+    assert ex["dy"] == "ones"
+    x = pages.array(NOTES_IMAGE).reshape(1, 5, 5, 1)
+    w = pages.array(NOTES_FILTER).reshape(3, 3, 1, 1)
+    y, dx, dw, db = _page_grads(x, w, jnp.zeros(1, jnp.float64), jnp.ones((1, 3, 3, 1)),
+                                backward, route, strides=NOTES["strides"],
+                                padding=NOTES["padding"])
+    np.testing.assert_array_equal(y[0, :, :, 0], NOTES_FEATURE_MAP)
+    np.testing.assert_array_equal(db, [ex["db"]])
+    np.testing.assert_array_equal(dw[:, :, 0, 0], ex["dw"])
+    np.testing.assert_array_equal(dx[0, :, :, 0], ex["dx"])
+
+
 # (W1, F, P, S, W2) worked by hand from W2 = (W1 - F + 2P) / S + 1
 OUTPUT_SIZES = [
     (5, 3, 0, 2, 2),      # the notes: (5 - 3 + 0) / 2 + 1
@@ -356,6 +459,22 @@ OUTPUT_SIZES = [
     (224, 7, 3, 2, 112),
     (10, 10, 0, 1, 1),
 ]
+
+
+def _page_output_sizes():
+    """The table of docs/derivations/conv.md, "Output size": (W1, F, P, S, W2), W2 the
+    number after the last "=" of its cell (or its first number)."""
+    rows = []
+    for w1, f, p, s, w2 in pages.markdown_table("conv", "## Output size"):
+        rows.append((int(w1), int(f), int(p), int(s),
+                     int(re.search(r"\d+", w2.rsplit("=", 1)[-1]).group())))
+    return rows
+
+
+def test_the_output_size_table_of_the_derivation_page_is_in_the_sweep():
+    page = _page_output_sizes()
+    assert len(page) >= 5
+    assert set(page) <= set(OUTPUT_SIZES), sorted(set(page) - set(OUTPUT_SIZES))
 
 
 @pytest.mark.parametrize("w1,f,p,s,w2", OUTPUT_SIZES)
@@ -699,3 +818,44 @@ def test_layer_apply_rejects_inputs_that_do_not_match_the_params():
     _, params, _ = fixed_init(jax.random.PRNGKey(0), (1, 8, 8, 3))
     with pytest.raises(ValueError, match=r"kernel_size=\(3, 3\) has 2 spatial dimension\(s\)"):
         fixed_apply(params, {}, jnp.zeros((1, 8, 3)), train=False)
+
+
+ONEDNN_ROUTE = lowering.Lowering("onednn", "onednn", "onednn")
+
+
+def _onednn_available():
+    from fcnn.ops import onednn
+
+    return onednn.available()
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="oneDNN is a CPU lowering")
+@pytest.mark.parametrize("name", sorted(CONFIG_BY_NAME))
+def test_the_onednn_route_equals_the_textbook_rule_over_the_sweep(name):
+    """Every configuration of the sweep in float32 through oneDNN's kernels (or, where
+    oneDNN does not support it, their fallback to XLA) against the textbook rule: values
+    and the three gradients. oneDNN sums in another order: 1e-5 of the largest entry."""
+    if not _onednn_available():
+        pytest.skip("oneDNN is not installed or could not be built (pip install '.[onednn]'; "
+                    "python -m fcnn.ops.onednn says why)")
+    kwargs = CONFIG_BY_NAME[name][3]
+    (x, kernel, bias, dy), _, _ = case(name)
+    x, kernel, bias, dy = (np.asarray(a, np.float32) for a in (x, kernel, bias, dy))
+    got = jax.jit(value_and_vjp(kwargs, "custom", ONEDNN_ROUTE))(x, kernel, bias, dy)
+    want = jax.jit(value_and_vjp(kwargs, "custom", None))(x, kernel, bias, dy)
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        scale = max(float(np.max(np.abs(w))), 1e-6)
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 * scale)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the lowering choice is CPU-only")
+def test_auto_routes_many_channel_convolutions_to_onednn_when_it_is_there(monkeypatch):
+    config, _ = conv_module._resolve((8, 16, 16, 16), (3, 3, 16, 32), 1, "SAME", 1, 1, 1)
+    monkeypatch.setattr(conv_module, "_onednn_runs", lambda *args: True)
+    assert conv_module.resolve_lowering("auto", (8, 16, 16, 16), (3, 3, 16, 32), config) == ONEDNN_ROUTE
+    few, _ = conv_module._resolve((128, 28, 28, 1), (3, 3, 1, 32), 1, "SAME", 1, 1, 1)
+    assert conv_module.resolve_lowering("auto", (128, 28, 28, 1), (3, 3, 1, 32), few) == lowering.Lowering(
+        "conv_forward_taps", "conv_input_grad_col2im", "onednn")
+    monkeypatch.setattr(conv_module, "_onednn_runs", lambda *args: False)
+    assert conv_module.resolve_lowering("auto", (8, 16, 16, 16), (3, 3, 16, 32), config) == \
+        conv_module.XLA_EVERYWHERE

@@ -1,4 +1,6 @@
-"""Data parallelism: a step on 4 CPU devices equals the single-device step.
+"""Data parallelism: a step on 4 CPU devices equals the single-device step, of the
+same rules and of plain autodiff; normalization under shard_map with an axis name, with
+different data and weights on every device, equals autodiff of the gathered batch.
 
 JAX fixes the device count when it starts, so the check runs in a subprocess with
 XLA_FLAGS=--xla_force_host_platform_device_count=4.
@@ -12,8 +14,10 @@ import textwrap
 
 SCRIPT = textwrap.dedent(
     """
+    import functools
     import json
     import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import PartitionSpec as P
     jax.config.update("jax_numpy_rank_promotion", "raise")
     import fcnn
     from fcnn import losses
@@ -60,6 +64,65 @@ SCRIPT = textwrap.dedent(
         for leaf in jax.tree_util.tree_leaves(p4))
     out["compiles"] = step.compiled._cache_size()
 
+    # ... and equals plain autodiff on one device: the reference is not the same rules
+    def build(backward):
+        return fcnn.serial(fcnn.Conv(4, 3, backward=backward), fcnn.BatchNorm(backward=backward),
+                           fcnn.Relu(backward=backward), fcnn.MaxPool(2, backward=backward),
+                           fcnn.Flatten(), fcnn.Dense(3, backward=backward))
+    single_ad = make_train_step(
+        build("autodiff"),
+        lambda z, t: losses.softmax_cross_entropy(z, t, backward="autodiff"), opt)
+    pa, sa, oa = copy(params), copy(state), copy(opt_state)
+    for i in range(3):
+        pa, sa, oa, _ = single_ad(pa, sa, oa, (x, y), jax.random.PRNGKey(i))
+    out["param_diff_autodiff"] = diff(pa, p4)
+    out["state_diff_autodiff"] = diff(sa, s4)
+
+    # normalize with axis_name under shard_map on the 4 devices: every device holds
+    # different data and weighs y, the mean and the variance differently (or, second
+    # case, adds the same statistics term); the gradient of its shard must be that of
+    # the sum of all devices' losses, i.e. autodiff of the gathered batch on one device,
+    # and the replicated scale and bias get the summed gradient, as autodiff gives
+    try:
+        from jax import shard_map
+    except ImportError:
+        from jax.experimental.shard_map import shard_map
+    from fcnn.ops.normalization import normalize
+    spread = np.repeat([0.5, 2.0, 1.0, 3.0], 2)[:, None, None]
+    xn = (rng.normal(size=(8, 3, 5)) * spread + np.repeat([-1.0, 3.0, 0.5, 2.0], 2)[:, None, None]).astype(np.float32)
+    wn = rng.normal(size=xn.shape).astype(np.float32)
+    cm = rng.normal(size=(4, 1, 1, 5)).astype(np.float32)
+    cv = rng.normal(size=(4, 1, 1, 5)).astype(np.float32)
+    sn = rng.normal(size=(5,)).astype(np.float32)
+    bn = rng.normal(size=(5,)).astype(np.float32)
+
+    def device_grad(xs, ws, cms, cvs, s, b, backward, same_stats_term):
+        def loss(xs, s, b):
+            yn, mean, var = normalize(xs, s, b, axes=(0, 1), axis_name="data", backward=backward)
+            if same_stats_term:
+                return jnp.sum(ws * jnp.sin(yn)) + jnp.sum(mean) + jnp.sum(var**2)
+            return jnp.sum(ws * jnp.sin(yn)) + jnp.sum(cms[0] * mean) + jnp.sum(cvs[0] * var**2)
+        return jax.grad(loss, argnums=(0, 1, 2))(xs, s, b)
+
+    def gathered(xa, s, b, same_stats_term):
+        yn, mean, var = normalize(xa, s, b, axes=(0, 1), backward="autodiff")
+        if same_stats_term:  # four devices add the same term
+            return jnp.sum(wn * jnp.sin(yn)) + 4 * (jnp.sum(mean) + jnp.sum(var**2))
+        return jnp.sum(wn * jnp.sin(yn)) + jnp.sum(cm.sum(0) * mean) + jnp.sum(cv.sum(0) * var**2)
+
+    out["norm_diff"] = {}
+    for same in (False, True):
+        want = jax.grad(gathered, argnums=(0, 1, 2))(xn, sn, bn, same)
+        scale_of = max(float(jnp.max(jnp.abs(a))) for a in want)
+        for backward in ("custom", "autodiff"):
+            sharded = jax.jit(shard_map(
+                functools.partial(device_grad, backward=backward, same_stats_term=same),
+                mesh=mesh, in_specs=(P("data"),) * 4 + (P(), P()),
+                out_specs=(P("data"), P(), P())))
+            got = sharded(xn, wn, cm, cv, sn, bn)
+            out["norm_diff"][f"{backward}_{'same' if same else 'per_device'}"] = max(
+                float(jnp.max(jnp.abs(a - b))) for a, b in zip(got, want)) / max(1.0, scale_of)
+
     # the per-shard alternative really differs (so the comparison above can fail)
     shard_stats = [float(np.mean(x[4 * k:4 * k + 4])) for k in range(4)]
     out["shard_means_spread"] = max(shard_stats) - min(shard_stats)
@@ -92,6 +155,9 @@ def test_four_devices_match_one(tmp_path):
     assert out["params_replicated"]
     assert out["param_diff"] <= 1e-5 * max(1.0, out["param_scale"]), out
     assert out["state_diff"] <= 1e-5, out
+    assert out["param_diff_autodiff"] <= 1e-5 * max(1.0, out["param_scale"]), out
+    assert out["state_diff_autodiff"] <= 1e-5, out
+    assert len(out["norm_diff"]) == 4 and max(out["norm_diff"].values()) <= 1e-5, out
     assert abs(out["loss"][0] - out["loss"][1]) <= 1e-5 * abs(out["loss"][0])
     assert out["compiles"] == 1
     assert out["shard_means_spread"] > 1.0

@@ -21,6 +21,7 @@ from fcnn.ops.conv import conv
 from fcnn.ops.dense import dense
 from fcnn.ops.pooling import global_avg_pool
 from tests.reference import dense_ref, pool_ref
+from tests.reference import derivation_pages as pages
 
 TOL = dict(atol=1e-12, rtol=1e-12)
 
@@ -31,10 +32,10 @@ SHAPES = [
          f"{'bias' if bias else 'nobias'}", lead=lead, n_in=n_in, n_out=n_out, bias=bias)
     for lead, (n_in, n_out), bias in itertools.product(LEADS, FEATURES, (True, False))
 ]
-# One shape in three runs by default, one in four of those both jitted and eagerly;
-# the others run jitted under `make test-slow` (time budget).
+# Every shape runs jitted in `make test` (about 10 s of CPU time for all of them); one
+# in twelve also runs eagerly, whose op-by-op compilation would dominate the budget.
 SHAPES_DEFAULT = SHAPES[::3]
-SHAPES_SLOW = [s for i, s in enumerate(SHAPES) if i % 3]
+SHAPES_REST = [s for i, s in enumerate(SHAPES) if i % 3]
 SHAPES_BOTH = SHAPES_DEFAULT[::4]
 SHAPES_JIT = [s for i, s in enumerate(SHAPES_DEFAULT) if i % 4]
 
@@ -104,7 +105,7 @@ class DenseSweepTest(DenseSweepCase):
     """y = x W + b over >= 50 shapes with extra leading axes, jitted and not."""
 
     def test_sweep_size(self):
-        self.assertGreaterEqual(len(SHAPES_BOTH) + len(SHAPES_JIT) + len(SHAPES_SLOW), 50)
+        self.assertGreaterEqual(len(SHAPES_BOTH) + len(SHAPES_JIT) + len(SHAPES_REST), 50)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.named_parameters(*SHAPES_BOTH)
@@ -116,18 +117,19 @@ class DenseSweepTest(DenseSweepCase):
     def test_matches_oracle_autodiff_and_finite_differences_jit(self, lead, n_in, n_out, bias):
         self._check(lead, n_in, n_out, bias)
 
-    def test_tiny_example_worked_by_hand(self):
-        # docs/derivations/pooling_dense.md, section "Dense": the same numbers
-        x = jnp.array([[1.0, 2.0]])
-        kernel = jnp.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.0]])
-        bias = jnp.array([0.5, -0.5, 0.0])
-        g = jnp.array([[1.0, 0.0, 2.0]])
-        y, vjp = jax.vjp(dense, x, kernel, bias)
-        dx, dkernel, dbias = vjp(g)
-        np.testing.assert_array_equal(y, [[5.5, 1.5, -1.0]])
-        np.testing.assert_array_equal(dx, [[-1.0, 2.0]])
-        np.testing.assert_array_equal(dkernel, [[1.0, 0.0, 2.0], [2.0, 0.0, 4.0]])
-        np.testing.assert_array_equal(dbias, [1.0, 0.0, 2.0])
+    @parameterized.parameters("custom", "autodiff")
+    def test_tiny_example_of_the_derivation_page(self, backward):
+        # docs/derivations/pooling_dense.md, "A tiny example with numbers", read from the page
+        ex = pages.example("pooling_dense", "dense_tiny")
+        pages.check_shown("pooling_dense", "dense_tiny")
+        x = pages.array(ex["x"]).reshape(1, -1)
+        y, vjp = jax.vjp(lambda *a: dense(*a, backward=backward),
+                         x, pages.array(ex["W"]), pages.array(ex["b"]))
+        dx, dkernel, dbias = vjp(pages.array(ex["dy"]).reshape(1, -1))
+        np.testing.assert_array_equal(y, [ex["y"]])
+        np.testing.assert_array_equal(dx, [ex["dx"]])
+        np.testing.assert_array_equal(dkernel, ex["dW"])
+        np.testing.assert_array_equal(dbias, ex["db"])
 
     def test_mixed_dtypes_promote_and_gradients_keep_dtypes(self):
         x = jnp.ones((2, 3), jnp.float32)
@@ -138,12 +140,11 @@ class DenseSweepTest(DenseSweepCase):
         self.assertEqual((dx.dtype, dk.dtype), (jnp.float32, jnp.float64))
 
 
-@pytest.mark.slow
-class DenseSweepSlowTest(DenseSweepCase):
-    """The other half of the shapes, jitted."""
+class DenseSweepRestTest(DenseSweepCase):
+    """The other two thirds of the shapes, jitted (run by `make test` too)."""
 
     @chex.variants(with_jit=True)
-    @parameterized.named_parameters(*SHAPES_SLOW)
+    @parameterized.named_parameters(*SHAPES_REST)
     def test_matches_oracle_autodiff_and_finite_differences(self, lead, n_in, n_out, bias):
         self._check(lead, n_in, n_out, bias)
 

@@ -201,3 +201,51 @@ class LayerTest(chex.TestCase):
         chex.assert_trees_all_close(
             y_eval, model.apply(params, state, pixels.astype(jnp.result_type(float)), train=False)[0]
         )
+
+
+class RateGradientTest(chex.TestCase):
+    """The mask's cotangent: with the rate an array, autodiff differentiates the mask's
+    scale 1/(1 - rate) (inverted training) or (1 - rate) (scale_at_test evaluation);
+    the draw itself (uniform < 1 - rate) is piecewise constant in the rate. The hand
+    rule returns sum(g * x) over the positions sharing a mask value as the mask's
+    cotangent, so the gradient with respect to the rate must match autodiff and the
+    closed forms below."""
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.named_parameters(
+        ("inverted_train", "inverted", True, False),
+        ("inverted_train_spatial", "inverted", True, True),
+        ("scale_at_test_train", "scale_at_test", True, False),
+        ("scale_at_test_eval", "scale_at_test", False, False),
+        ("inverted_eval", "inverted", False, False),
+    )
+    def test_gradient_with_respect_to_the_rate(self, mode, train, spatial):
+        x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 4, 4, 2)))
+        g = jnp.asarray(np.random.default_rng(1).normal(size=x.shape))
+        key = jax.random.PRNGKey(3)
+        rate = jnp.asarray(0.3)
+        op = spatial_dropout if spatial else dropout
+
+        def objective(r, backward):
+            return jnp.sum(g * op(x, r, key, train=train, mode=mode, backward=backward))
+
+        @self.variant
+        def grads(r):
+            return (jax.grad(objective)(r, "custom"), jax.grad(objective)(r, "autodiff"),
+                    op(jnp.ones_like(x), r, key, train=train, mode=mode))
+
+        custom, autodiff, mask = grads(rate)
+        kept = np.asarray(mask) != 0  # the units this key keeps at this rate
+        x, g, q = np.asarray(x), np.asarray(g), 0.7
+        if train and mode == "inverted":  # d/dr (kept / (1 - r)) = kept / (1 - r)^2
+            want = np.sum(g * x * kept) / q**2
+        elif not train and mode == "scale_at_test":  # d/dr (1 - r) = -1
+            want = -np.sum(g * x)
+        else:  # a mask of ones and zeros (training) or no mask at all (evaluation)
+            want = 0.0
+        if train:
+            self.assertTrue(0 < kept.mean() < 1)
+        self.assertAlmostEqual(float(custom), float(autodiff), places=12)
+        self.assertAlmostEqual(float(custom), want, places=12)
+        if want != 0.0:
+            self.assertGreater(abs(want), 0.1)  # a zeroed mask cotangent would show

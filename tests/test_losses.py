@@ -12,7 +12,10 @@ import pytest
 from absl.testing import parameterized
 
 from fcnn import losses
+from fcnn.ops import activations as act
+from fcnn.ops.dense import dense
 from tests.reference import activation_ref
+from tests.reference import derivation_pages as pages
 from tests.reference import loss_ref as ref
 
 EPS = 1e-6
@@ -50,6 +53,8 @@ def _data():
         "probs": probs,
         "labels": labels,
         "onehot": np.eye(5)[labels],
+        # label weights that do not sum to 1 per row (the general (p sum y - y)/n rule)
+        "weights": probs * np.array([[0.5], [2.0], [1.0], [0.3]]),
         "features": r.normal(size=(6, 3)),
         "center_labels": np.array([0, 2, 2, 1, 0, 2]),
         "centers": r.normal(size=(4, 3)),
@@ -78,6 +83,10 @@ CASES = {
     ),
     "softmax_cross_entropy_distribution": (
         losses.softmax_cross_entropy, ("logits", "probs"),
+        ref.softmax_cross_entropy, ref.softmax_cross_entropy_grad,
+    ),
+    "softmax_cross_entropy_unnormalized": (
+        losses.softmax_cross_entropy, ("logits", "weights"),
         ref.softmax_cross_entropy, ref.softmax_cross_entropy_grad,
     ),
     "softmax_cross_entropy_int": (
@@ -192,6 +201,71 @@ class NotesDerivationTest(chex.TestCase):
             self.assertAlmostEqual(float(bce), 2000.0 / 2, delta=1e-3)
             chex.assert_trees_all_close(dsce, np.array([[0.5, -0.5], [0.0, 0.0]]), atol=1e-6)
             chex.assert_trees_all_close(dbce, np.array([[0.0, 0.0], [0.5, -0.5]]), atol=1e-6)
+
+
+class DerivationPageNetworkTest(chex.TestCase):
+    """docs/derivations/activations_losses.md, the notes' 2-2-2 network, forward and
+    backward, with every printed number read from the page and compared to half a unit
+    of its last printed digit; the weights, inputs and targets come from the page too.
+    The gradient runs through the hand rules of dense, sigmoid and the half squared
+    error (or through plain autodiff of the same forwards)."""
+
+    @parameterized.parameters("custom", "autodiff")
+    def test_every_printed_number(self, backward):
+        page = "activations_losses"
+        ex = pages.example(page, "network_2_2_2")
+        text = pages.prose(page)
+        for key, value in ex.items():  # every printed number is also in the prose
+            if isinstance(value, str):
+                self.assertIn(value, text, key)
+        x = pages.array(ex["inputs"]).reshape(1, 2)
+        target = pages.array(ex["targets"]).reshape(1, 2)
+        # the page writes weights [unit][input]; Dense kernels are (in, out)
+        params = {
+            "hidden": {"kernel": pages.array(ex["hidden_weights"]).T,
+                       "bias": jnp.full((2,), ex["hidden_bias"], jnp.float64)},
+            "output": {"kernel": pages.array(ex["output_weights"]).T,
+                       "bias": jnp.full((2,), ex["output_bias"], jnp.float64)},
+        }
+
+        def forward(p):
+            net_h = dense(x, p["hidden"]["kernel"], p["hidden"]["bias"], backward=backward)
+            out_h = act.sigmoid(net_h, backward=backward)
+            net_o = dense(out_h, p["output"]["kernel"], p["output"]["bias"], backward=backward)
+            out_o = act.sigmoid(net_o, backward=backward)
+            return net_h, out_h, net_o, out_o
+
+        def loss(p):
+            return losses.half_squared_error(forward(p)[3], target, backward=backward)
+
+        net_h, out_h, net_o, out_o = (np.asarray(a)[0] for a in forward(params))
+        e, grads = jax.value_and_grad(loss)(params)
+        # out_h -> E, for the hidden layer's error
+        d_out_h = jax.grad(lambda h: losses.half_squared_error(act.sigmoid(dense(
+            h, params["output"]["kernel"], params["output"]["bias"], backward=backward),
+            backward=backward), target, backward=backward))(jnp.asarray(out_h).reshape(1, 2))
+        delta_o = (out_o - np.asarray(ex["targets"])) * out_o * (1 - out_o)
+        lr = ex["learning_rate"]
+        computed = {
+            "net_h1": net_h[0], "net_h2": net_h[1], "out_h1": out_h[0], "out_h2": out_h[1],
+            "net_o1": net_o[0], "net_o2": net_o[1], "out_o1": out_o[0], "out_o2": out_o[1],
+            "E_o1": 0.5 * (ex["targets"][0] - out_o[0]) ** 2,
+            "E_o2": 0.5 * (ex["targets"][1] - out_o[1]) ** 2,
+            "E_total": e,
+            "out_o1_derivative": out_o[0] * (1 - out_o[0]),
+            "dE_dw5": grads["output"]["kernel"][0, 0],  # h1 -> o1
+            "w5_after": params["output"]["kernel"][0, 0] - lr * grads["output"]["kernel"][0, 0],
+            "delta_o1": delta_o[0], "delta_o2": delta_o[1],
+            "dE_dout_h1": d_out_h[0, 0],
+            "out_h1_derivative": out_h[0] * (1 - out_h[0]),
+            "dE_dw1": grads["hidden"]["kernel"][0, 0],  # i1 -> h1
+            "w1_after": params["hidden"]["kernel"][0, 0] - lr * grads["hidden"]["kernel"][0, 0],
+        }
+        printed = {k: v for k, v in ex.items() if isinstance(v, str)}
+        self.assertEqual(sorted(printed), sorted(computed))
+        for key, text_value in printed.items():
+            value, half_unit = pages.printed(text_value)
+            self.assertAlmostEqual(float(computed[key]), value, delta=half_unit, msg=key)
 
 
 class CenterLossTest(chex.TestCase):

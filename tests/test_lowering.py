@@ -193,13 +193,17 @@ class LoweringTest(_Checks):
         s = _settings(CONFIGS[4][3])
 
         @self.variant
+        @chex.assert_max_traces(n=1)
         def forward(x, kernel):
-            chex.assert_max_traces(n=1)
             return lowering.conv_forward_taps(x, kernel, **s)
 
         x, kernel, y, _, _ = _arrays(CONFIGS[4][1], CONFIGS[4][2], CONFIGS[4][3], jnp.float32)
-        for _ in range(3):
-            chex.assert_trees_all_close(forward(x, kernel), y, **TOL[jnp.float32])
+        for i in range(3):  # new values, same shapes: no new trace
+            chex.assert_trees_all_close(forward(x * (i + 1), kernel), y * (i + 1),
+                                        **TOL[jnp.float32])
+        # the counter really counts: a second shape is a second trace, which it refuses
+        with self.assertRaisesRegex(AssertionError, "trace"):
+            forward(x[:1], kernel)
 
 
 # jax/jaxlib 0.10.2: the autodiff input gradient of some grouped, strided,

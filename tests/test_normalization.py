@@ -5,6 +5,8 @@ Forward and backward are checked against the naive-loop NumPy oracle
 (`backward="autodiff"`) and against central finite differences in float64.
 """
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -213,6 +215,70 @@ def test_axis_name_statistics_and_gradients_equal_the_whole_batch(backward):
     # Parameter gradients stay per device; their sum is the whole-batch gradient.
     chex.assert_trees_all_close(g_shards[1].sum(0), g_whole[1], **TOL)
     chex.assert_trees_all_close(g_shards[2].sum(0), g_whole[2], **TOL)
+
+
+@pytest.mark.parametrize("axes", [(0, 1, 2), (0,)], ids=["batch_nhwc", "batch_dense_like"])
+def test_axis_name_with_unequal_devices_equals_autodiff_of_the_gathered_batch(axes):
+    """Every device holds different data AND weighs y, the mean and the variance
+    differently, so the cotangents of the (replicated) statistics differ per device.
+    The gradient each device gets for its shard must be the gradient of the sum of all
+    devices' losses, computed here by autodiff of the plain forward on the gathered
+    batch. (Equal per-device weights on the statistics would hide a backward that
+    forgot to sum their cotangents across devices.)"""
+    devices, per_device = 3, 2
+    shape = (devices * per_device, 2, 3, 4)
+    rng = np.random.default_rng(11)
+    # shards with their own location and scale
+    x = rng.normal(size=shape) * np.repeat([0.5, 2.0, 1.0], per_device)[:, None, None, None]
+    x += np.repeat([-1.0, 3.0, 0.5], per_device)[:, None, None, None]
+    scale, bias = randn(12, (4,), loc=1.0), randn(13, (4,))
+    w = randn(14, shape)  # per-element weights of y, different on every shard
+    # each device's weights of the statistics (which have size 1 on `axes`)
+    stat_shape = tuple(1 if d in axes else n for d, n in enumerate(shape))
+    c_mean, c_var = randn(15, (devices,) + stat_shape), randn(16, (devices,) + stat_shape)
+
+    def device_loss(xs, ws, cm, cv, scale, bias, backward):
+        y, mean, var = normalize(xs, scale, bias, axes=axes, axis_name="d", backward=backward)
+        return jnp.sum(ws * jnp.sin(y)) + jnp.sum(cm * mean) + jnp.sum(cv * var**2)
+
+    split = lambda a: a.reshape((devices, per_device) + a.shape[1:])  # noqa: E731
+    per_device_grads = {
+        backward: jax.jit(jax.vmap(
+            jax.grad(functools.partial(device_loss, backward=backward), argnums=(0, 4, 5)),
+            in_axes=(0, 0, 0, 0, None, None), axis_name="d",
+        ))(split(x), split(w), c_mean, c_var, scale, bias)
+        for backward in ("custom", "autodiff")
+    }
+
+    def gathered_loss(x, scale, bias):
+        # one device holding the whole batch; mean and var are the same on every device,
+        # so the devices' statistics terms add up to their summed weights
+        y, mean, var = normalize(x, scale, bias, axes=axes, backward="autodiff")
+        return (jnp.sum(w * jnp.sin(y)) + jnp.sum(c_mean.sum(0) * mean)
+                + jnp.sum(c_var.sum(0) * var**2))
+
+    want = jax.jit(jax.grad(gathered_loss, argnums=(0, 1, 2)))(x, scale, bias)
+    for backward, (dx, dscale, dbias) in per_device_grads.items():
+        chex.assert_trees_all_close(dx.reshape(shape), want[0], **TOL, custom_message=backward)
+        # parameter gradients stay per device; their sum is the gathered gradient
+        chex.assert_trees_all_close(dscale.sum(0), want[1], **TOL, custom_message=backward)
+        chex.assert_trees_all_close(dbias.sum(0), want[2], **TOL, custom_message=backward)
+
+
+@pytest.mark.parametrize("backward", ["custom", "autodiff"])
+def test_the_two_checks_of_the_derivation_page(backward):
+    """docs/derivations/normalization.md: sum_i dx_i = 0 over each set (a common shift
+    of the set's inputs leaves y unchanged), and sum_i dx_i x_i = 0 when eps = 0 (a
+    common scale leaves y unchanged), with eps tiny against the variances here."""
+    shape, axes = (5, 3, 4), (0, 1)
+    x, scale, bias = op_args(21, shape, (4,))
+    dy = randn(22, shape)
+    _, vjp = jax.vjp(lambda x: normalize(x, scale, bias, axes=axes, epsilon=1e-12,
+                                         backward=backward)[0], x)
+    dx = np.asarray(vjp(dy)[0])
+    np.testing.assert_allclose(dx.sum(axis=axes), 0.0, atol=1e-12)
+    np.testing.assert_allclose((dx * x).sum(axis=axes), 0.0, atol=1e-9)
+    assert np.abs(dx).max() > 0.1
 
 
 def test_half_precision_input_keeps_float32_statistics():
@@ -585,7 +651,7 @@ def test_init_shape_is_apply_shape(layer, input_shape):
         (lambda: LayerNorm(epsilon=-1e-5), ValueError, r"epsilon=-1e-05"),
         (lambda: GroupNorm(epsilon=float("nan")), ValueError, r"epsilon=nan"),
         (lambda: BatchNorm(momentum=1.5), ValueError,
-         r"momentum=1.5: expected a number in \[0, 1\]"),
+         r"momentum=1.5: expected a finite number in \[0, 1\] \(the weight of the old running value"),
         (lambda: BatchNorm(momentum=-0.1), ValueError, r"momentum=-0.1"),
         (lambda: BatchNorm(running_average="avg"), ValueError, r"running_average='avg'"),
         (lambda: BatchNorm(axis=1.0), TypeError, r"axis=1.0: expected an int"),
@@ -603,8 +669,9 @@ def test_constructors_reject_bad_arguments(build, error, match):
 @pytest.mark.parametrize(
     "layer, input_shape, match",
     [
-        (BatchNorm(axis=4), (2, 3, 3, 4), r"BatchNorm: axis=4 is out of range for input shape"),
-        (BatchNorm(axis=-3), (2, 3), r"axis=-3 is out of range"),
+        (BatchNorm(axis=4), (2, 3, 3, 4),
+         r"BatchNorm: axis=4: expected an int in \[-4, 3\] for an input of rank 4 \(shape \(2, 3, 3, 4\)\)"),
+        (BatchNorm(axis=-3), (2, 3), r"axis=-3: expected an int in \[-2, 1\]"),
         (BatchNorm(), (5,), r"rank 1: expected rank >= 2"),
         (BatchNorm(), (2, -1), r"channel axis 1 has size -1"),
         (GroupNorm(32), (2, 4, 4, 48), r"channels \(=48\) must be divisible by num_groups \(=32\)"),

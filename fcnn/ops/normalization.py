@@ -26,9 +26,9 @@ shape they were given.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -38,39 +38,41 @@ from fcnn.ops.hand_rule import hand_rule
 __all__ = ["check_epsilon", "normalize", "normalize_with_stats", "weight_normalize"]
 
 
+EPSILON_HINT = "(it keeps 1/sqrt(var + epsilon) finite when a variance is 0); a usual value is 1e-5"
+
+
 def check_epsilon(epsilon) -> float:
     """Returns `epsilon` as a float after checking it is a finite number > 0."""
-    if (
-        not isinstance(epsilon, numbers.Real)
-        or isinstance(epsilon, bool)
-        or not math.isfinite(epsilon)
-        or epsilon <= 0
+    return _checks.check_number(epsilon, "epsilon", low=0.0, low_open=True, hint=EPSILON_HINT)
+
+
+def axes_tuple(axes, name: str = "axes", *, none_ok: bool = False) -> tuple[int, ...]:
+    """An int or a non-empty sequence of ints as a tuple, before the rank is known.
+
+    The part of `canonical_axes` a layer runs when it is built.
+    """
+    if _checks.is_int(axes):
+        return (int(axes),)
+    if not isinstance(axes, Sequence) or isinstance(axes, str) or not all(
+        _checks.is_int(a) for a in axes
     ):
-        raise ValueError(
-            f"epsilon={epsilon!r}: expected a finite number > 0 (it keeps "
-            "1/sqrt(var + epsilon) finite when a variance is 0); a usual value is 1e-5"
-        )
-    return float(epsilon)
+        expected = "None, an int or a tuple of ints" if none_ok else "an int or a tuple of ints"
+        raise TypeError(f"{name}={axes!r}: expected {expected}")
+    if not axes:
+        raise ValueError(f"{name}={axes!r}: expected at least one axis to normalize over")
+    return tuple(int(a) for a in axes)
 
 
 def canonical_axes(axes, ndim: int, name: str = "axes") -> tuple[int, ...]:
     """Normalises an int-or-sequence of axes to sorted non-negative ints, checked."""
-    if isinstance(axes, numbers.Integral) and not isinstance(axes, bool):
-        axes = (axes,)
-    if not isinstance(axes, Sequence) or isinstance(axes, str) or not all(
-        isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axes
-    ):
-        raise TypeError(f"{name}={axes!r}: expected an int or a tuple of ints")
-    if not axes:
-        raise ValueError(f"{name}={axes!r}: expected at least one axis to normalize over")
     out = []
-    for a in axes:
+    for a in axes_tuple(axes, name):
         if not -ndim <= a < ndim:
             raise ValueError(
                 f"{name}={axes!r}: axis {a} is out of range for an input of rank {ndim} "
                 f"(valid axes are {-ndim}..{ndim - 1})"
             )
-        out.append(int(a) % ndim)
+        out.append(a % ndim)
     if len(set(out)) != len(out):
         raise ValueError(f"{name}={axes!r}: repeated axis")
     return tuple(sorted(out))
@@ -168,10 +170,32 @@ def _normalize_bwd(axes, epsilon, axis_name, res, cotangents):
     # The returned statistics are outputs too: d mean / dx_i = 1/M and
     # d var / dx_i = 2 (x_i - mu) / M over the M values of all devices; summing the
     # cotangents of every device gives the pmean below, divided by the local m.
-    if axis_name is not None:
+    if axis_name is not None and _varies(xhat, axis_name):
+        # Inside shard_map values are typed by the devices they vary over. The
+        # statistics are typed as the same on every device, so their cotangents arrive
+        # already summed over the devices (autodiff's transpose of the implicit
+        # broadcast): the mean divides the sum by D. An input the same on every device
+        # (a replicated scale or bias) needs such a cotangent too: the sum of the
+        # devices' ones, as autodiff gives.
+        devices = axis_name_size(axis_name, "normalize")
+        dmean, dvar = dmean / devices, dvar / devices
+        dscale, dbias = (lax.psum(c, axis_name) if _varies(c, axis_name) and not _varies(p, axis_name)
+                         else c for c, p in ((dscale, scale), (dbias, bias)))
+    elif axis_name is not None:  # vmap, pmap: every value is per device
         dmean, dvar = lax.pmean(dmean, axis_name), lax.pmean(dvar, axis_name)
     dx = dx + (dmean + 2.0 * dvar * xhat / inv_std) / m
     return dx, dscale, dbias
+
+
+def _varies(t, axis_name) -> bool:
+    """True when t's type says it differs between the devices of `axis_name`: inside
+    `shard_map`, which types every value by the mesh axes it varies over. Under vmap
+    and pmap no value carries such a type, and this is False."""
+    aval = jax.typeof(t) if hasattr(jax, "typeof") else jax.core.get_aval(t)
+    manual = getattr(aval, "manual_axis_type", None)
+    varying = manual.varying if manual is not None else getattr(aval, "vma", frozenset())
+    names = axis_name if isinstance(axis_name, (tuple, list)) else (axis_name,)
+    return any(name in varying for name in names)
 
 
 NORMALIZE = hand_rule("normalize", _normalize_plain, _normalize_forward, _normalize_bwd,
@@ -212,7 +236,9 @@ def normalize(
     statistics are averaged across the devices of the axis with `lax.pmean`, and so
     are the sums of the backward; every device must hold the same number of values.
     Gradients of scale and bias stay per device (reduce them as the other
-    gradients). Statistics are computed in float32 or wider.
+    gradients), except inside `shard_map` for a scale or bias that is the same on
+    every device (replicated): that one gets the sum over the devices, as autodiff
+    gives it. Statistics are computed in float32 or wider.
     """
     _checks.check_backward(backward)
     epsilon = check_epsilon(epsilon)

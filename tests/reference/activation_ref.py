@@ -34,6 +34,15 @@ def _gelu_tanh(v):
     return 0.5 * v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
 
 
+def _gelu_tanh_derivative(v):
+    """d/dv of v/2 (1 + tanh u), u = c (v + a v^3), c = sqrt(2/pi), a = 0.044715:
+    product and chain rule with tanh' = 1/cosh^2 (the library writes 1 - tanh^2):
+    (1 + tanh u)/2 + v/2 * c (1 + 3 a v^2) / cosh(u)^2."""
+    c, a = math.sqrt(2 / math.pi), 0.044715
+    u = c * (v + a * v**3)
+    return 0.5 * (1 + math.tanh(u)) + 0.5 * v * c * (1 + 3 * a * v * v) / math.cosh(u) ** 2
+
+
 # scalar (f, f') pairs
 SCALAR = {
     "sigmoid": (lambda v: 1 / (1 + math.exp(-v)), lambda v: math.exp(-v) / (1 + math.exp(-v)) ** 2),
@@ -50,9 +59,7 @@ SCALAR = {
         lambda v: v * _phi_cdf(v),
         lambda v: _phi_cdf(v) + v * math.exp(-v * v / 2) / math.sqrt(2 * math.pi),
     ),
-    # derivative of the tanh form by central differences of the scalar formula
-    # (a second, independent route; step chosen for float64)
-    "gelu_tanh": (_gelu_tanh, lambda v: (_gelu_tanh(v + 1e-6) - _gelu_tanh(v - 1e-6)) / 2e-6),
+    "gelu_tanh": (_gelu_tanh, _gelu_tanh_derivative),
     "silu": (
         lambda v: v / (1 + math.exp(-v)),
         lambda v: (1 + math.exp(-v) + v * math.exp(-v)) / (1 + math.exp(-v)) ** 2,

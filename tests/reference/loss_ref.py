@@ -150,3 +150,43 @@ def l1_penalty(leaves):
 
 def l2_penalty(leaves):
     return sum(0.5 * float(v) ** 2 for w in leaves for v in np.ravel(w))
+
+
+def smooth_labels(y, eps):
+    """t_ik = (1 - eps) y_ik + eps / K, one entry at a time (optax.smooth_labels)."""
+    (y,) = _f64(y)
+    t = np.empty_like(y)
+    for i in range(y.shape[0]):
+        for k in range(y.shape[1]):
+            t[i, k] = (1 - eps) * y[i, k] + eps / y.shape[1]
+    return t
+
+
+def smoothed_softmax_cross_entropy(z, y, eps):
+    """-(1/n) sum_i sum_k t_ik log p_ik with the smoothed targets t."""
+    z = _f64(z)[0]
+    t = smooth_labels(y, eps)
+    total = 0.0
+    for i in range(z.shape[0]):
+        p = _softmax_row(z[i])
+        for k in range(z.shape[1]):
+            total -= t[i, k] * math.log(p[k])
+    return total / z.shape[0]
+
+
+def smoothed_softmax_cross_entropy_grad(z, y, eps):
+    """(dC/dz, dC/dy, dC/deps): dz through the explicit softmax Jacobian with the
+    smoothed targets; dC/dy_ik = -(1 - eps) log p_ik / n (the chain through t);
+    dC/deps = sum_ik (y_ik - 1/K) log p_ik / n."""
+    z, y = _f64(z, y)
+    n, num = z.shape
+    t = smooth_labels(y, eps)
+    dz, dy, deps = np.zeros_like(z), np.zeros_like(z), 0.0
+    for i in range(n):
+        p = _softmax_row(z[i])
+        for j in range(num):
+            for k in range(num):
+                dz[i, j] += -t[i, k] / (n * p[k]) * p[k] * ((1.0 if k == j else 0.0) - p[j])
+            dy[i, j] = -(1 - eps) * math.log(p[j]) / n
+            deps += (y[i, j] - 1 / num) * math.log(p[j]) / n
+    return dz, dy, deps

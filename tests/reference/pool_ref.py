@@ -127,3 +127,66 @@ def global_avg_pool_backward(x_shape, g):
     for p in itertools.product(*(range(n) for n in spatial)):
         dx[_at(p)] = g / math.prod(spatial)
     return dx
+
+
+def global_max_pool_forward(x):
+    """Max over every spatial position: (N, *S, C) -> (N, C)."""
+    x = np.asarray(x, dtype=np.float64)
+    best = None
+    for p in itertools.product(*(range(n) for n in x.shape[1:-1])):
+        best = x[_at(p)].copy() if best is None else np.maximum(best, x[_at(p)])
+    return best
+
+
+def global_max_pool_backward(x, g):
+    """The whole g[n, c] to the first maximum of (n, c) in row-major order."""
+    x = np.asarray(x, dtype=np.float64)
+    g = np.asarray(g, dtype=np.float64)
+    dx = np.zeros(x.shape)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[-1]):
+            best, where = None, None
+            for p in itertools.product(*(range(s) for s in x.shape[1:-1])):
+                if best is None or x[(n, *p, c)] > best:  # strictly greater: first wins
+                    best, where = x[(n, *p, c)], p
+            dx[(n, *where, c)] += g[n, c]
+    return dx
+
+
+def adaptive_windows(size, out):
+    """PyTorch's rule: window i is [floor(i * W / O), ceil((i + 1) * W / O))."""
+    return [(math.floor(i * size / out), math.ceil((i + 1) * size / out)) for i in range(out)]
+
+
+def _adaptive_cells(x_shape, output_size):
+    spatial = x_shape[1:-1]
+    output_size = _tuple(output_size, len(spatial))
+    windows = [adaptive_windows(w, o) for w, o in zip(spatial, output_size)]
+    for o in itertools.product(*(range(n) for n in output_size)):
+        box = [windows[d][o[d]] for d in range(len(spatial))]
+        cells = list(itertools.product(*(range(a, b) for a, b in box)))
+        yield o, cells, output_size
+
+
+def adaptive_avg_pool_forward(x, output_size):
+    """Mean of each adaptive box window: (N, *S, C) -> (N, *output_size, C)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = None
+    for o, cells, out in _adaptive_cells(x.shape, output_size):
+        if y is None:
+            y = np.zeros((x.shape[0], *out, x.shape[-1]))
+        total = np.zeros((x.shape[0], x.shape[-1]))
+        for p in cells:
+            total += x[_at(p)]
+        y[_at(o)] = total / len(cells)
+    return y
+
+
+def adaptive_avg_pool_backward(x_shape, g, output_size):
+    """g[o] / |window o| added onto every cell of window o."""
+    g = np.asarray(g, dtype=np.float64)
+    dx = np.zeros(x_shape)
+    for o, cells, _ in _adaptive_cells(x_shape, output_size):
+        for p in cells:
+            dx[_at(p)] += g[_at(o)] / len(cells)
+    return dx
