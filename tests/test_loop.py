@@ -14,7 +14,7 @@ from fcnn.layers.base import make_layer
 from fcnn.schedules import piecewise_constant
 from fcnn.train import (
     NonFiniteError,
-    evaluate,
+    evaluate_step,
     fit,
     latest_checkpoint,
     load_checkpoint,
@@ -131,7 +131,7 @@ def test_nan_loss_from_the_data_is_named():
 def test_evaluate_pads_the_last_batch_and_matches_a_direct_computation():
     model, params, state = mlp()
     images, labels = blobs(37)
-    ev = evaluate(make_eval_step(model, LOSS), params, state, images, labels, batch_size=8)
+    ev = evaluate_step(make_eval_step(model, LOSS), params, state, images, labels, batch_size=8)
     logits, _ = model.apply(params, state, jnp.asarray(images), train=False)
     assert ev["loss"] == pytest.approx(float(LOSS(logits, jnp.asarray(labels))), rel=1e-5)
     assert ev["accuracy"] == pytest.approx(float(np.mean(np.argmax(logits, -1) == labels)))

@@ -10,7 +10,7 @@ import fcnn
 from fcnn import losses
 from fcnn.train import init_opt_state, make_optimizer, make_train_step
 from fcnn.data import BatchIterator
-from fcnn.train import evaluate, train_steps
+from fcnn.train import evaluate_step, train_steps
 from fcnn.train.population import (
     init_population,
     make_population_eval_step,
@@ -90,7 +90,7 @@ def test_the_engine_trains_a_population_whose_members_diverge_alone():
     chex.assert_shape(params["1"]["kernel"], (4, 50, 6))
     diverged = np.any(np.stack(codes) != 0, axis=0)
     assert diverged.tolist() == [False, False, False, True]
-    ev = evaluate(make_population_eval_step(net, LOSS), params, state, images, labels, batch_size=16)
+    ev = evaluate_step(make_population_eval_step(net, LOSS), params, state, images, labels, batch_size=16)
     chex.assert_shape(ev["accuracy"], (4,))
     assert np.all(np.isfinite(ev["loss"][:3]))
 
