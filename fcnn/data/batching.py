@@ -20,16 +20,29 @@ whole list is shuffled. An epoch then has (number of classes) * M examples.
 from __future__ import annotations
 
 import collections
-import numbers
 
 import jax
 import numpy as np
 
-from fcnn._checks import check_bool, positive_int
-from fcnn.data.split import check_seed
+from fcnn._checks import check_bool, check_int, is_int, positive_int
 
 # Batches put on the device ahead of the one being consumed when `prefetch=True`.
 DEFAULT_PREFETCH = 2
+
+
+def put_global(array, device):
+    """`array` on `device` (a device, a sharding or None): with a sharding that spans
+    several processes, every process holds the whole value and puts only the rows of
+    its own devices (`jax.make_array_from_process_local_data`)."""
+    if device is None or not hasattr(device, "addressable_devices_indices_map") \
+            or device.is_fully_addressable:
+        return jax.device_put(array, device)
+    array = np.asarray(array)
+    index = device.addressable_devices_indices_map(array.shape).values()
+    starts = [rows[0].start or 0 for rows in index]
+    stops = [array.shape[0] if rows[0].stop is None else rows[0].stop for rows in index]
+    local = array[min(starts):max(stops)]  # a 1-D data mesh: the process's rows are one block
+    return jax.make_array_from_process_local_data(device, local, array.shape)
 
 
 class BatchIterator:
@@ -80,15 +93,13 @@ class BatchIterator:
             )
         self.labels = labels
         self.batch_size = positive_int(batch_size, "batch_size")
-        self.seed = check_seed(seed)
+        self.seed = check_int(seed, "seed", low=0)
         self.drop_last = check_bool(drop_last, "drop_last")
         self.balanced = check_bool(balanced, "balanced")
         self.device = device
         if isinstance(prefetch, bool):
             prefetch = DEFAULT_PREFETCH if prefetch else 0
-        if not isinstance(prefetch, numbers.Integral) or prefetch < 0:
-            raise ValueError(f"prefetch={prefetch!r}: expected True, False or an int >= 0")
-        self.prefetch = int(prefetch)
+        self.prefetch = check_int(prefetch, "prefetch", low=0, what="True, False or an int")
 
         host_labels = np.asarray(labels)
         if self.balanced:
@@ -152,7 +163,7 @@ class BatchIterator:
         ok = (
             isinstance(position, (tuple, list))
             and len(position) == 2
-            and all(isinstance(p, numbers.Integral) and not isinstance(p, bool) for p in position)
+            and all(is_int(p) for p in position)
         )
         if not ok or position[0] < 0 or not 0 <= position[1] < self.steps_per_epoch:
             raise ValueError(
@@ -182,7 +193,7 @@ class BatchIterator:
     def _load_next(self) -> None:
         images, labels = self.batch_at(*self._load_position)
         # device_put is asynchronous: the copy proceeds while earlier batches train.
-        self._buffer.append(jax.device_put((images, labels), self.device))
+        self._buffer.append((put_global(images, self.device), put_global(labels, self.device)))
         self._load_position = self._advance(self._load_position)
 
     def __iter__(self):
