@@ -6,13 +6,13 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 # Two pytest workers: XLA compiles dominate the suite and the machine has two cores.
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test test-slow bench install clean
+.PHONY: run test test-slow test-mutations bench install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(PY)
-	$(PIP) install -e ".[test,experiments]"
+	$(PIP) install -e ".[test,experiments,onednn]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -26,6 +26,14 @@ test: $(VENV)/.installed
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow
 
+# `make test-mutations`: applies each mutation of tests/mutations.py (small slips in the
+# backward rules) alone to a scratch copy of the repository, runs the tests that should
+# catch it, prints a table and fails unless every mutation is caught.
+# MUTATION_ARGS="--only NAME ..." runs some of them.
+MUTATION_ARGS ?=
+test-mutations: $(VENV)/.installed
+	$(PY) tests/run_mutations.py $(MUTATION_ARGS)
+
 # `make bench`: RefNet-MNIST step time of fcnn and its peers (flax, equinox, haiku,
 # stax, PyTorch) in a separate virtualenv, so the test env stays untouched. tcmalloc
 # (apt-get install libtcmalloc-minimal4) is preloaded for the second half of the runs.
@@ -35,7 +43,7 @@ BENCH_OUT  ?= runs/bench
 
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check -q install -e ".[bench]"
+	$(BENCH_VENV)/bin/python -m pip --disable-pip-version-check -q install -e ".[bench,onednn]"
 	touch $@
 
 bench: $(BENCH_VENV)/.installed

@@ -11,11 +11,11 @@ accuracy.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn import program
 from fcnn.cli import UsageError
 from fcnn.models import refnet
 
@@ -124,4 +124,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

@@ -12,11 +12,11 @@ larger learning rates.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn import program
 from fcnn.models import refnet
 
 from experiments.core import claims, plots, report, study
@@ -147,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

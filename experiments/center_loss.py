@@ -19,7 +19,6 @@ is that the center loss tightens the classes.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import jax
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fcnn import cli
+from fcnn import program
 from fcnn.layers.base import DENSE, Layer, apply_with_intermediates
 from fcnn.losses import center_loss, update_centers
 from fcnn.models import cnn
@@ -167,4 +167,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

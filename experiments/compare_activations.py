@@ -11,17 +11,19 @@ or with --tune-lr its own rate picked on the validation split from --lr-grid.
 
 Measured: training loss and error per step, test accuracy per epoch, wall time;
 steps to a smoothed training error of 25% (the AlexNet figure), 10%, 5% and 2%;
-per layer on a held-out batch: dead units (never active), active units, saturated
-units (sigmoid/tanh), and the gradient norm.
+per layer on a held-out batch: the activation rate (the share of values above the
+activation's value at 0, i.e. of positive pre-activations: comparable across
+activations), dead units (never active), saturated units (sigmoid/tanh), and the
+gradient norm.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn import program
 from fcnn.models import refnet
 from fcnn.ops.activations import activation_spec
 
@@ -72,6 +74,24 @@ def _sigmoid_smallest(prefix: str):
 
 
 TARGETS_TEXT = ", ".join(f"{100 * t:g}%" for t in TARGETS)
+def _active(table, names) -> list:
+    """Per-seed activation rates of the variants `names`, pooled."""
+    return claims.pooled(table, [n for n in names if n in table], "active_mean")
+
+
+def _sigmoid_half_active(f: claims.Findings) -> claims.Judgement:
+    return claims.within("sigmoid activation rate", claims.get(f.table, "sigmoid", "active_mean"), 0.4, 0.6)
+
+
+def _relu_sparser(f: claims.Findings) -> claims.Judgement:
+    family = _relu_family(f.table)
+    return claims.smaller("ReLU family", _active(f.table, family), "sigmoid", _active(f.table, ["sigmoid"]))
+
+
+def _relu_ideal(f: claims.Findings) -> claims.Judgement:
+    return claims.within("ReLU family activation rate", _active(f.table, _relu_family(f.table)), 0.15, 0.30)
+
+
 CLAIMS = (
     claims.Claim(f"ReLU-family units reach the training-error targets ({TARGETS_TEXT}) in fewer "
                  "steps than tanh units (at most of the targets)",
@@ -83,6 +103,11 @@ CLAIMS = (
                  "at initialisation", _sigmoid_smallest("grad_init")),
     claims.Claim(f"sigmoid has the smallest gradients in the early layers ({', '.join(EARLY_LAYERS)}), "
                  "averaged over training", _sigmoid_smallest("grad_mean")),
+    claims.Claim("about 50% of a sigmoid network's units are active (40-60%; active: above the "
+                 "activation's value at 0, i.e. a positive pre-activation)", _sigmoid_half_active),
+    claims.Claim("ReLU-family units are active less often than sigmoid units (sparser)", _relu_sparser),
+    claims.Claim("ReLU-family units are active 15-30% of the time, the rate the notes call ideal",
+                 _relu_ideal),
 )
 
 
@@ -182,4 +207,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

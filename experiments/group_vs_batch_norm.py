@@ -11,11 +11,11 @@ example on its own (Wu & He, 2018), so its accuracy should not depend on the bat
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn import program
 from fcnn.cli import UsageError
 from fcnn.models import cnn
 
@@ -99,4 +99,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

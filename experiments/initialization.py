@@ -17,13 +17,13 @@ its inputs, layer after layer.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 
 from fcnn import diagnostics, initializers
+from fcnn import program
 from fcnn.layers.base import apply_with_intermediates
 from fcnn.models import mlp
 from fcnn.train import population
@@ -209,4 +209,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

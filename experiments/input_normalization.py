@@ -11,9 +11,9 @@ steps to a smoothed training error of 10%, final accuracy, divergence.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
+from fcnn import program
 from fcnn.models import refnet
 
 from experiments.core import claims, plots, report, study
@@ -64,4 +64,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

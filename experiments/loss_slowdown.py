@@ -12,13 +12,13 @@ learns at once (the notes' motivation for cross-entropy).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import jax
 import numpy as np
 
 from fcnn import cli
+from fcnn import program
 from fcnn.losses import binary_cross_entropy_with_logits, half_squared_error
 from fcnn.models import mlp
 from fcnn.ops.activations import sigmoid
@@ -115,4 +115,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

@@ -11,10 +11,10 @@ training loss per step; the table the final accuracy and loss of each.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 from fcnn import schedules
+from fcnn import program
 from fcnn.models import refnet
 
 from experiments.core import claims, plots, report, study
@@ -110,4 +110,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

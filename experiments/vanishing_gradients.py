@@ -13,11 +13,11 @@ gradient also scales with its fan-in (784 pixels against 64 hidden units).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 
+from fcnn import program
 from fcnn.models import mlp
 
 from experiments.core import claims, plots, probes, report, study
@@ -49,23 +49,37 @@ def _ratio_smaller(f: claims.Findings) -> claims.Judgement:
                         [f"vs {n}" for n in others])
 
 
+def _rate_falls_with_depth(f: claims.Findings) -> claims.Judgement:
+    layers = list(reversed(f.facts["layers_output_to_input"]))[:-1]  # hidden layers, input first
+    rates = [claims.mean(claims.get(f.table, "relu", f"active_end/{layer}")) for layer in layers]
+    j = claims.decreasing("ReLU activation rate after training, input -> output", rates)
+    halving = [b / a for a, b in zip(rates, rates[1:]) if a and b is not None]
+    return claims.Judgement(j.status, j.evidence + (f"; the notes' halving per layer would be 0.5, "
+                                                    f"measured mean ratio {np.mean(halving):.2f}"
+                                                    if halving else ""), j.numbers)
+
+
 CLAIMS = (
     claims.Claim("with sigmoid units the back-propagated error (the bias gradient dL/dz, summed "
                  "over the batch) shrinks layer by layer towards the input (sigma' <= 1/4), at "
                  "initialisation", _error_shrinks),
     claims.Claim("the input-layer / output-layer gradient ratio is smaller with sigmoid than with "
                  "tanh and ReLU", _ratio_smaller),
+    claims.Claim("a ReLU network's activation rate falls with depth (the notes: by half with every "
+                 "further layer)", _rate_falls_with_depth),
 )
 
 
 def draw(session, results, layers) -> list:
     x = np.arange(1, len(layers) + 1)
     drawn = []
-    for key, file, ylabel, title in (
+    for key, file, ylabel, title, logy in (
         ("grad", "grad_per_layer.png", "gradient norm of the layer's weights",
-         "Weight-gradient norm per layer:\nat initialisation (solid), after training (dashed)"),
+         "Weight-gradient norm per layer:\nat initialisation (solid), after training (dashed)", True),
         ("delta", "error_per_layer.png", "bias-gradient norm (back-propagated error)",
-         "Back-propagated error per layer:\nat initialisation (solid), after training (dashed)"),
+         "Back-propagated error per layer:\nat initialisation (solid), after training (dashed)", True),
+        ("active", "active_per_layer.png", "activation rate (share of positive pre-activations)",
+         "Activation rate per hidden layer:\nat initialisation (solid), after training (dashed)", False),
     ):
         series = []
         for i, (name, r) in enumerate(results.items()):
@@ -76,7 +90,7 @@ def draw(session, results, layers) -> list:
                 series.append({"label": f"{name} ({when})", "x": x, "runs": runs, "index": i,
                                "linestyle": style})
         plots.curves(session.path(file), series, xlabel="layer (1 = next to the input)",
-                     ylabel=ylabel, title=title, logy=True, integer_x=True)
+                     ylabel=ylabel, title=title, logy=logy, integer_x=True)
         drawn.append((session.path(file), title.split(":")[0].lower()))
     c = session.config
     drawn.append(plots.training_error(session.path("train_error.png"), results,
@@ -98,6 +112,8 @@ def run(session: study.Session) -> study.Outcome:
             m[f"grad_init/{layer}"] = probes.probe_at(r, f"grad/{layer}", 0)
             m[f"grad_end/{layer}"] = probes.probe_at(r, f"grad/{layer}", -1)
             m[f"delta_init/{layer}"] = probes.probe_at(r, f"delta/{layer}", 0)
+            m[f"active_init/{layer}"] = probes.probe_at(r, f"active/{layer}", 0)
+            m[f"active_end/{layer}"] = probes.probe_at(r, f"active/{layer}", -1)
         m["input_output_ratio_init"] = [None if a is None or not b else a / b for a, b in zip(
             m[f"grad_init/{layers[0]}"], m[f"grad_init/{layers[-1]}"])]
     middle = layers[len(layers) // 2]
@@ -126,4 +142,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program.run(main, STUDY.name)

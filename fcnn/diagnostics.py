@@ -2,13 +2,18 @@
 and per-layer gradient norms.
 
 A *unit* is one feature of the last (channel) axis: a neuron of a Dense layer, a
-feature map (filter) of a convolution. Over a batch of shape (N, ..., C):
+feature map (filter) of a convolution. A value is *active* when it is above the
+activation's value at 0, y > f(0): for every monotone activation that is the same as
+its pre-activation being positive, z > 0, so the rate is comparable across
+activations (sigmoid: y > 1/2; ReLU, leaky ReLU, tanh, ELU: y > 0; softplus:
+y > log 2). Over a batch of shape (N, ..., C):
 
-    dead fraction       share of the C units that are never active (y <= 0 at every
-                        example and position): they pass no gradient back through a
-                        ReLU and never recover.
-    active fraction     share of all N * ... * C values with y > 0 (the notes: about
-                        50% for ReLU; 1 - active fraction is the sparsity).
+    active fraction     share of all N * ... * C values that are active (the notes:
+                        about 50% for sigmoid networks, less for ReLU ones, 15-30%
+                        considered ideal; 1 - active fraction is the sparsity).
+    dead fraction       share of the C units never active at any example and
+                        position. Through a ReLU such a unit passes no gradient and
+                        never recovers; a leaky or saturating unit still passes some.
     saturated fraction  share of values where the local derivative is below 10% of
                         its value at 0: sigmoid f(1 - f) < 0.025, tanh 1 - f^2 < 0.1
                         (any activation whose table entry gives its derivative from
@@ -23,10 +28,12 @@ All functions are pure and jittable; they return device arrays.
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable, Iterable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fcnn.layers.base import ACTIVATION, Intermediate
 
@@ -38,15 +45,32 @@ def is_activation(intermediate: Intermediate) -> bool:
     return intermediate.layer.role == ACTIVATION
 
 
-def dead_fraction(y: jax.Array) -> jax.Array:
-    """Share of units (last axis) with y <= 0 everywhere in the batch. y: (N, ..., C)."""
-    ever_active = jnp.any(y.reshape(-1, y.shape[-1]) > 0, axis=0)
+def value_at_zero(spec) -> float:
+    """f(0) of an activation's table entry (0 when unknown, e.g. a user's layer), the
+    threshold above which a value counts as active."""
+    if spec is None or spec.kind != "elementwise":
+        return 0.0  # rectifiers and maxout: f(0) = 0
+    if spec.name not in _VALUE_AT_ZERO:
+        # Evaluated on another thread: JAX's tracing state is per thread, so f(0) is a
+        # number there even when this is called inside a jitted or vmapped probe.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            _VALUE_AT_ZERO[spec.name] = pool.submit(
+                lambda: float(spec.fn(np.zeros((), np.float32)))).result()
+    return _VALUE_AT_ZERO[spec.name]
+
+
+_VALUE_AT_ZERO: dict[str, float] = {}
+
+
+def dead_fraction(y: jax.Array, threshold: float = 0.0) -> jax.Array:
+    """Share of units (last axis) never above `threshold` in the batch. y: (N, ..., C)."""
+    ever_active = jnp.any(y.reshape(-1, y.shape[-1]) > threshold, axis=0)
     return 1.0 - jnp.mean(ever_active.astype(jnp.float32))
 
 
-def active_fraction(y: jax.Array) -> jax.Array:
-    """Share of values with y > 0."""
-    return jnp.mean((y > 0).astype(jnp.float32))
+def active_fraction(y: jax.Array, threshold: float = 0.0) -> jax.Array:
+    """Share of values above `threshold` (the activation's value at 0)."""
+    return jnp.mean((y > threshold).astype(jnp.float32))
 
 
 def saturated_fraction(y: jax.Array, spec) -> jax.Array | None:
@@ -69,7 +93,8 @@ def unit_statistics(
     *,
     select: Callable[[Intermediate], bool] = is_activation,
 ) -> dict[str, dict[str, jax.Array]]:
-    """Dead, active and (for sigmoid/tanh) saturated fractions per activation layer.
+    """Dead, active and (for saturating activations) saturated fractions per activation
+    layer, activity measured against each activation's value at 0.
 
     `intermediates` come from `fcnn.layers.base.apply_with_intermediates`; the keys of
     the result are the layers' paths, e.g. "1" or "4/1".
@@ -78,8 +103,11 @@ def unit_statistics(
     for item in intermediates:
         if not select(item):
             continue
-        entry = {"dead": dead_fraction(item.value), "active": active_fraction(item.value)}
-        saturated = saturated_fraction(item.value, item.layer.info.get("activation"))
+        spec = item.layer.info.get("activation")
+        threshold = value_at_zero(spec)
+        entry = {"dead": dead_fraction(item.value, threshold),
+                 "active": active_fraction(item.value, threshold)}
+        saturated = saturated_fraction(item.value, spec)
         if saturated is not None:
             entry["saturated"] = saturated
         stats[item.path] = entry

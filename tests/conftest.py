@@ -18,3 +18,17 @@ def skip_or_fail_missing_data(reason: str):
     if REQUIRE_DATA:
         pytest.fail(f"FCNN_REQUIRE_DATA=1 but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir():
+    """The data folder holding CIFAR-10 (the JPEG zip or the binary version)."""
+    root = os.environ.get("FCNN_DATA_DIR")
+    if not root:
+        skip_or_fail_missing_data("FCNN_DATA_DIR is not set (it should point at shared/data)")
+    from fcnn.data import find_cifar10_images
+
+    for folder in (root, os.path.join(root, "cifar10")):
+        if os.path.isdir(folder) and find_cifar10_images(folder):
+            return root
+    skip_or_fail_missing_data(f"CIFAR-10 not found in {root!r} or its cifar10/ folder")

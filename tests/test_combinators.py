@@ -238,3 +238,26 @@ def test_apply_with_intermediates_matches_apply_and_lists_every_leaf():
     np.testing.assert_array_equal(seen[-1].value, y)
     np.testing.assert_allclose(seen[1].value, 2 * seen[0].value)
     chex.assert_trees_all_equal(new_state, new_state2)
+
+
+def test_init_takes_none_as_the_batch_size_and_says_how_to_call_it():
+    model = fcnn.serial(fcnn.Conv(4, 3), fcnn.Relu(), fcnn.Flatten(), fcnn.Dense(2))
+    assert model.init(jax.random.PRNGKey(0), (None, 8, 8, 1))[0] == (-1, 2)
+    assert model.init(jax.random.PRNGKey(0), [None, 8, 8, 1])[0] == (-1, 2)
+    with pytest.raises(TypeError, match=r"serial.init: rng=0: expected a PRNG key, e.g. model.init\(jax.random.PRNGKey\(0\)"):
+        model.init(0, (None, 8, 8, 1))
+    with pytest.raises(TypeError, match=r"input_shape=\(None, None, 8, 1\): expected a tuple of ints with the batch axis first"):
+        model.init(jax.random.PRNGKey(0), (None, None, 8, 1))
+    with pytest.raises(TypeError, match=r"serial\(\[\.\.\.\]\): got one list of 2 layers: .* serial\(\*layers\)"):
+        fcnn.serial([fcnn.Relu(), fcnn.Relu()])
+
+
+def test_a_batch_without_its_batch_axis_at_init_is_named_at_training():
+    """init((8, 8, 1)) builds a 1-D model (8 examples of 8 steps, 1 channel): training
+    on 2-D images then says that init's shape needs the batch axis."""
+    from fcnn.train.step import check_batch_fits
+
+    model = fcnn.serial(fcnn.Conv(4, 3), fcnn.Flatten(), fcnn.Dense(2))
+    _, params, _ = model.init(jax.random.PRNGKey(0), (8, 8, 1))
+    with pytest.raises(ValueError, match=r"batch axis: \(None, \*image_shape\)"):
+        check_batch_fits(model, params, (16, 8, 8, 1))

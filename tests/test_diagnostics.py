@@ -79,3 +79,17 @@ def test_bias_gradient_norms_take_only_the_bias_of_each_layer():
     norms = diagnostics.bias_gradient_norms(grads)
     assert set(norms) == {"0", "2/0"}
     np.testing.assert_allclose([norms["0"], norms["2/0"]], [5.0, 13.0])
+
+
+def test_activity_is_measured_against_the_activations_value_at_zero():
+    """Comparable across activations: a sigmoid value is active above 1/2, a softplus
+    one above log 2, a ReLU one above 0: each is exactly a positive pre-activation."""
+    z = jnp.array([[-2.0, -0.1, 0.3, 1.5], [-1.0, 0.0, 0.2, -0.5]])  # 3 of 8 positive
+    for name in ("sigmoid", "tanh", "relu", "leaky_relu", "softplus", "elu", "gelu"):
+        layer = fcnn.Activation(name)
+        y, _ = layer.apply({}, {}, z, train=False)
+        stats = diagnostics.unit_statistics([Intermediate("0", layer, y)])["0"]
+        assert float(stats["active"]) == pytest.approx(3 / 8), name
+        assert float(stats["dead"]) == pytest.approx(2 / 4), name  # units 0 and 1 never positive
+    assert diagnostics.value_at_zero(ACTIVATIONS["sigmoid"]) == pytest.approx(0.5)
+    assert diagnostics.value_at_zero(ACTIVATIONS["softplus"]) == pytest.approx(np.log(2))

@@ -222,3 +222,21 @@ def test_compare_activations_on_digits_supports_the_claims(tmp_path, capsys):
     assert len(summary["variants"]) == 9
     assert [c["status"] for c in summary["claims"]] == ["supported"] * 4
     assert summary["variants"]["relu"]["test_accuracy"]["mean"] > 0.95
+
+
+def test_the_results_page_is_generated_from_the_committed_runs():
+    """docs/results/README.md is what the committed summaries say, claim by claim: a
+    study whose claims and page disagree fails here (regenerate with
+    `python -m experiments.core.page docs/results`)."""
+    from experiments.core import page
+
+    root = os.path.join(ROOT, "docs", "results")
+    with open(os.path.join(root, "README.md")) as f:
+        assert f.read() == page.render(root)
+    runs = page.load_runs(root)
+    assert runs, "no committed run"
+    for study_name, by_dataset in runs.items():
+        for dataset, summary in by_dataset.items():
+            assert os.path.isfile(os.path.join(root, dataset, study_name, "report.md"))
+            for claim in summary["claims"]:
+                assert claim["status"] in ("supported", "contradicted", "inconclusive")

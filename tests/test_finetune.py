@@ -107,3 +107,24 @@ def test_bad_masks_and_modes():
         partition(params, bad)
     with pytest.raises(ValueError, match="no layer with parameters"):
         trainable_mask({"0": {}, "1": {}}, "last")
+
+
+def test_frozen_batch_norm_runs_in_inference_mode_and_keeps_its_state():
+    """Mode "last" freezes the BatchNorm: it normalizes with its running statistics (as
+    Keras does for a non-trainable BatchNorm) and its state stays bit-identical; with
+    "all" the same BatchNorm updates its running statistics."""
+    model, params, state, batch = pretrained()
+    opt = make_optimizer("sgd", 0.1)
+    for mode, frozen in (("last", True), ("all", False)):
+        mask = trainable_mask(params, mode)
+        step = make_train_step(model, LOSS, opt, trainable=mask, donate=False)
+        _, new_state, _, _ = step(params, state, init_opt_state(opt, params, mask), batch, None)
+        same = all(a.tobytes() == b.tobytes() for a, b in zip(
+            jax.tree_util.tree_leaves(host(new_state)), jax.tree_util.tree_leaves(host(state))))
+        assert same == frozen, mode
+    # the frozen step's forward pass is the evaluation forward pass
+    mask = trainable_mask(params, "last")
+    step = make_train_step(model, LOSS, opt, trainable=mask, donate=False)
+    metrics = step(params, state, init_opt_state(opt, params, mask), batch, None)[3]
+    evaluated = make_eval_step(model, LOSS)(params, state, batch)
+    np.testing.assert_allclose(metrics["loss"], evaluated["loss"], rtol=1e-6)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -101,6 +103,7 @@ class Session:
         self.variants: list[dict] = []
         self.outcome = Outcome()
         self.verdicts: list[claims_lib.Verdict] = []
+        self.command = f"python -m experiments.{study.name}"
 
     # -- setup ------------------------------------------------------------------
 
@@ -195,7 +198,8 @@ class Session:
     def summary(self) -> dict:
         return {
             "study": self.study.name, "status": self.status, "dataset": self.data.describe(),
-            "settings": self.config.as_dict(), "wall_time": time.perf_counter() - self.start,
+            "command": self.command, "settings": self.config.as_dict(),
+            "wall_time": time.perf_counter() - self.start,
             "variants": {name: {metric: stat(values) for metric, values in row.items()}
                          for name, row in self.table.items()},
             "searches": self.searches,
@@ -270,12 +274,14 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     """
     from fcnn.data import DataFormatError
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C is handled below now
     parser = study.parser()
     args = parser.parse_args(argv)
     try:
         if argv is None:  # a real command line: restart once with tcmalloc if installed
             allocator.use_tcmalloc()
         session = Session(study, config_lib.resolve(study.config, args))
+        session.command = " ".join([session.command, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
         session.check()
         session.open()
     except (UsageError, DataFormatError, FileNotFoundError, ValueError) as err:

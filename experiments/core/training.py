@@ -131,7 +131,8 @@ class VariantResult:
     the wall time since the start of training after each step (compile and
     evaluation excluded); `epoch[k]` is (S, E + 1) at initialisation and after each
     epoch ("test_accuracy", "test_loss", "time", ...); `probes[k]` is (S, P) at
-    `probe_steps`. `params`/`state` hold the final per-seed parameters (leading axis S).
+    `probe_steps`. `params`/`state` hold the final per-seed parameters (leading axis S)
+    of `model`.
     """
 
     name: str
@@ -152,6 +153,7 @@ class VariantResult:
     num_params: int
     params: Any = None
     state: Any = None
+    model: Layer | None = None
     scalars: dict[str, list] = field(default_factory=dict)
 
     @property
@@ -440,7 +442,7 @@ def train_variant(variant: Variant, config, data: DataStore, *, bar=None, eval_s
             probes=pick(record["probes"]), compile_time=record["compile_time"] / len(lrs),
             train_time=record["train_time"][rows], num_params=record["num_params"],
             params=population.member(record["params"], rows),
-            state=population.member(record["state"], rows))
+            state=population.member(record["state"], rows), model=variant.model)
         result.scalars.update(standard_scalars(result, eval_split))
         results.append(result)
     return results

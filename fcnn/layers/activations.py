@@ -15,11 +15,10 @@ Every activation layer has role ACTIVATION and carries its table entry in
 from __future__ import annotations
 
 import functools
-import numbers
 
 import jax.numpy as jnp
 
-from fcnn._checks import check_backward
+from fcnn._checks import check_axis, check_backward, check_number, is_int
 from fcnn.layers.base import ACTIVATION, Layer, check_train_flag, require_rng
 from fcnn.ops import activations as act
 
@@ -85,7 +84,7 @@ def PRelu(shared: bool = False, init: float = 0.25, *, backward: str = "custom")
     """
     if not isinstance(shared, bool):
         raise TypeError(f"shared={shared!r}: expected True (one slope) or False (one per channel)")
-    init_value = act.check_real(init, "init")
+    init_value = check_number(init, "init")
     check_backward(backward)
     display = "PRelu(shared)" if shared else "PRelu"
 
@@ -94,7 +93,7 @@ def PRelu(shared: bool = False, init: float = 0.25, *, backward: str = "custom")
         input_shape = tuple(input_shape)
         if shared:
             return input_shape, {"slope": jnp.full((), init_value, jnp.float32)}, {}
-        if len(input_shape) < 2 or not isinstance(input_shape[-1], numbers.Integral) or input_shape[-1] < 1:
+        if len(input_shape) < 2 or not is_int(input_shape[-1]) or input_shape[-1] < 1:
             raise ValueError(
                 f"PRelu: input_shape={input_shape}: one slope per channel needs "
                 "(batch, ..., channels) with a known channel count; use shared=True "
@@ -133,7 +132,7 @@ def RRelu(lower: float = 1 / 8, upper: float = 1 / 3, *, backward: str = "custom
 
 def _axis_layer(spec: act.ActivationSpec, axis: int, backward: str) -> Layer:
     """A softmax-like layer: checks `axis` against the input rank at init."""
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+    if not is_int(axis):
         raise TypeError(f"axis={axis!r}: expected an int")
     check_backward(backward)
     display = f"{spec.layer}(axis={axis})"
@@ -141,10 +140,7 @@ def _axis_layer(spec: act.ActivationSpec, axis: int, backward: str) -> Layer:
     def init(rng, input_shape):
         del rng
         input_shape = tuple(input_shape)
-        if not -len(input_shape) <= axis < len(input_shape):
-            raise ValueError(
-                f"{display}: axis={axis} is out of range for input_shape={input_shape}"
-            )
+        check_axis(axis, len(input_shape), f"{display}: axis", shape=input_shape)
         return input_shape, {}, {}
 
     def apply(params, state, x, *, train, rng=None):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn._checks import positive_int
+from fcnn._checks import check_axis, is_int, positive_int
 
 Shape = tuple[int, ...]
 Params = Any
@@ -78,8 +78,9 @@ class Layer(_Functions):
                 f"Layer(init={init!r}, apply={apply!r}): expected two functions, "
                 "init(rng, input_shape) and apply(params, state, x, *, train, rng=None)"
             )
-        self = super().__new__(cls, init, apply)
-        self.name = name if name is not None else getattr(init, "__qualname__", "layer")
+        name = name if name is not None else getattr(init, "__qualname__", "layer")
+        self = super().__new__(cls, _checked_init(init, name), apply)
+        self.name = name
         self.children = _check_layers(tuple(children), f"{self.name}: children", allow_empty=True)
         self.role = role
         self.info = dict(info or {})
@@ -96,6 +97,48 @@ class Layer(_Functions):
                       role=self.role, info=self.info)
         fields.update(changes)
         return Layer(**fields)
+
+
+INIT_RNG = (
+    "{layer}.init: rng={rng!r}: expected a PRNG key, e.g. model.init(jax.random.PRNGKey(0), "
+    "input_shape)"
+)
+INIT_SHAPE = (
+    "{layer}.init: input_shape={shape!r}: expected a tuple of ints with the batch axis first "
+    "(-1 or None when the batch size is not fixed), e.g. (None, 28, 28, 1)"
+)
+
+
+def _checked_init(init, name: str):
+    """`init` with its arguments checked: a PRNG key (None only for a layer without
+    random parameters), and a shape whose batch axis may be None (read as -1, the
+    unknown batch size every layer accepts). A layer's init calls
+    its children's, so every layer checks what it is given."""
+    if getattr(init, "__fcnn_checked__", False):
+        return init
+
+    def checked(rng, input_shape):
+        if rng is not None and not isinstance(rng, (jax.Array, np.ndarray)):
+            raise TypeError(INIT_RNG.format(layer=name, rng=rng))
+        return init(rng, _batch_shape(input_shape, name))
+
+    checked.__fcnn_checked__ = True
+    checked.__wrapped__ = init
+    return checked
+
+
+def _batch_shape(shape, layer: str):
+    """A shape with None as its batch size read as -1; a tuple of shapes (the input of
+    a merging layer) each the same way."""
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(INIT_SHAPE.format(layer=layer, shape=shape))
+    if shape and all(isinstance(s, (tuple, list)) for s in shape):
+        return tuple(_batch_shape(s, layer) for s in shape)
+    given = tuple(shape)
+    shape = (-1,) + given[1:] if given and given[0] is None else given
+    if any(d is None for d in shape):
+        raise TypeError(INIT_SHAPE.format(layer=layer, shape=given))
+    return shape
 
 
 def make_layer(name: str, init: InitFn, apply: ApplyFn, children: Sequence[Layer] = (),
@@ -137,6 +180,11 @@ def _split(rng, n: int):
 def _check_layers(layers, combinator: str, *, allow_empty: bool = False) -> tuple[Layer, ...]:
     if not layers and not allow_empty:
         raise ValueError(f"{combinator}() needs at least one layer, got none")
+    if len(layers) == 1 and isinstance(layers[0], list):
+        raise TypeError(
+            f"{combinator}([...]): got one list of {len(layers[0])} layers: pass the layers as "
+            f"separate arguments, {combinator}(a, b), or unpack a list, {combinator}(*layers)"
+        )
     for i, layer in enumerate(layers):
         if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
             raise TypeError(
@@ -287,18 +335,13 @@ def fan_in_concat(axis: int = -1) -> Layer:
 
     The inputs must have one rank and agree on every other axis.
     """
-    if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
+    if not is_int(axis):
         raise TypeError(f"fan_in_concat: axis={axis!r}: expected an int")
     name = f"fan_in_concat(axis={axis})"
 
     def check(shapes):
         rank = len(shapes[0])
-        if not -rank <= axis < rank:
-            raise ValueError(
-                f"{name}: axis={axis} is out of range for inputs of rank {rank} "
-                f"(input 0 has shape {shapes[0]})"
-            )
-        ax = axis % rank
+        ax = check_axis(axis, rank, f"{name}: axis", hint=f"(input 0 has shape {shapes[0]})")
         for i, shape in enumerate(shapes):
             if len(shape) != rank or any(
                 a != b for d, (a, b) in enumerate(zip(shape, shapes[0])) if d != ax

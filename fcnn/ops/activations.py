@@ -14,17 +14,17 @@ slope (0 for relu). Maxout routes the gradient to the first maximal piece.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from fcnn._checks import check_backward, check_number
+from fcnn._checks import (
+    check_axis, check_backward, check_bool, check_int, check_number, number_or_array,
+)
 from fcnn.ops.hand_rule import hand_rule
 
 
@@ -45,11 +45,6 @@ def sum_to_shape(g: jax.Array, shape) -> jax.Array:
     shape = tuple(shape)
     axes = tuple(i for i, (a, b) in enumerate(zip(g.shape, shape)) if b == 1 and a != 1)
     return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(shape)
-
-
-def check_real(value, name: str) -> float:
-    """Returns `value` as a float after checking it is a finite real number."""
-    return check_number(value, name)
 
 
 def _output_rule(name, f, derivative_from_output):
@@ -179,8 +174,7 @@ def leaky_relu(x, negative_slope: float = 0.01, *, backward: str = "custom") -> 
     Shapes: any -> same. A PReLU whose slope is fixed (Darknet uses 0.1). The slope may
     be an array (e.g. traced, to vmap over slopes); it receives a gradient like PReLU's.
     """
-    if isinstance(negative_slope, (numbers.Number, np.generic)):
-        check_real(negative_slope, "negative_slope")
+    negative_slope = number_or_array(negative_slope, "negative_slope")
     x = as_float(x)
     slope = jnp.asarray(negative_slope, x.dtype)
     return _PRELU.select(backward)(x, _expand_slope(x, slope, "negative_slope"))
@@ -188,8 +182,8 @@ def leaky_relu(x, negative_slope: float = 0.01, *, backward: str = "custom") -> 
 
 def check_rrelu_bounds(lower, upper) -> tuple[float, float]:
     """Validates RReLU's slope range: finite numbers with lower <= upper."""
-    lower = check_real(lower, "lower")
-    upper = check_real(upper, "upper")
+    lower = check_number(lower, "lower")
+    upper = check_number(upper, "upper")
     if lower > upper:
         raise ValueError(
             f"lower={lower!r}, upper={upper!r}: RReLU draws slopes from [lower, upper], "
@@ -215,8 +209,7 @@ def rrelu(
     """
     lower, upper = check_rrelu_bounds(lower, upper)
     check_backward(backward)
-    if not isinstance(train, (bool, np.bool_)):
-        raise TypeError(f"rrelu: train={train!r}: expected True or False (a Python bool)")
+    train = check_bool(train, "rrelu: train")
     x = as_float(x)
     if not train:
         return leaky_relu(x, (lower + upper) / 2, backward=backward)
@@ -291,7 +284,7 @@ def elu(x, alpha: float = 1.0, *, backward: str = "custom") -> jax.Array:
 
     Shapes: any -> same. f' = 1 for x > 0, alpha e^x otherwise.
     """
-    alpha = check_real(alpha, "alpha")
+    alpha = check_number(alpha, "alpha")
     return _ELU.select(backward)(alpha, as_float(x))
 
 
@@ -344,9 +337,7 @@ def gelu(x, approximate: bool = False, *, backward: str = "custom") -> jax.Array
     Shapes: any -> same. approximate=False: the exact form with the normal CDF Phi;
     approximate=True: the tanh approximation. f' = Phi(x) + x phi(x) (exact form).
     """
-    if not isinstance(approximate, (bool, np.bool_)):
-        raise TypeError(f"approximate={approximate!r}: expected True or False")
-    return _GELU.select(backward)(bool(approximate), as_float(x))
+    return _GELU.select(backward)(check_bool(approximate, "approximate"), as_float(x))
 
 
 # silu: f = x s(x),  f' = s + x s (1 - s) = s (1 + x (1 - s)).
@@ -377,14 +368,6 @@ def silu(x, *, backward: str = "custom") -> jax.Array:
 swish = silu
 
 
-def _normalize_axis(axis, ndim: int) -> int:
-    if isinstance(axis, bool) or not isinstance(axis, (numbers.Integral,)):
-        raise TypeError(f"axis={axis!r}: expected an int")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis={axis}: out of range for an input of rank {ndim}")
-    return int(axis) % ndim
-
-
 # softmax: p = e^(x - max) / sum e^(x - max) (the shift changes nothing but overflow),
 # dp_i/dx_j = p_i ([i = j] - p_j), so the VJP is  p * (g - sum(g p)).
 def _softmax_plain(axis, x):
@@ -412,7 +395,7 @@ def softmax(x, axis: int = -1, *, backward: str = "custom") -> jax.Array:
     VJP: p * (g - sum(g p)) along `axis`.
     """
     x = as_float(x)
-    axis = _normalize_axis(axis, x.ndim)
+    axis = check_axis(axis, x.ndim, shape=x.shape)
     return _SOFTMAX.select(backward)(axis, x)
 
 
@@ -444,7 +427,7 @@ def log_softmax(x, axis: int = -1, *, backward: str = "custom") -> jax.Array:
     VJP: g - softmax(x) sum(g) along `axis`.
     """
     x = as_float(x)
-    axis = _normalize_axis(axis, x.ndim)
+    axis = check_axis(axis, x.ndim, shape=x.shape)
     return _LOG_SOFTMAX.select(backward)(axis, x)
 
 
@@ -467,14 +450,12 @@ def _maxout_bwd(pieces, winner, g):
 _MAXOUT = hand_rule("maxout", _maxout_plain, _maxout_fwd, _maxout_bwd, nondiff_argnums=(0,))
 
 
+PIECES_HINT = "(maxout needs k >= 2 linear pieces per unit; k = 1 is a plain linear unit)"
+
+
 def check_pieces(pieces) -> int:
     """Maxout needs at least two linear pieces (one piece is just a linear unit)."""
-    if isinstance(pieces, bool) or not isinstance(pieces, numbers.Integral) or pieces < 2:
-        raise ValueError(
-            f"pieces={pieces!r}: maxout needs an int k >= 2 linear pieces per unit "
-            "(k = 1 is a plain linear unit)"
-        )
-    return int(pieces)
+    return check_int(pieces, "pieces", low=2, hint=PIECES_HINT)
 
 
 def maxout(x, pieces: int, *, backward: str = "custom") -> jax.Array:
@@ -498,12 +479,6 @@ def maxout(x, pieces: int, *, backward: str = "custom") -> jax.Array:
 # The table: every activation once. The layers (fcnn.layers.activations) and the
 # diagnostics (fcnn.diagnostics) are generated from it, so adding an element-wise
 # activation is its op above plus one entry here.
-
-
-def _boolean(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}={value!r}: expected True or False")
-    return bool(value)
 
 
 @dataclass(frozen=True)
@@ -543,13 +518,13 @@ ACTIVATIONS: dict[str, ActivationSpec] = {spec.name: spec for spec in (
     ActivationSpec("tanh", tanh, "Tanh", derivative_from_output=tanh_derivative),
     ActivationSpec("relu", relu, "Relu", family="relu"),
     ActivationSpec("leaky_relu", leaky_relu, "LeakyRelu",
-                   {"negative_slope": (0.01, check_real)}, family="relu"),
+                   {"negative_slope": (0.01, check_number)}, family="relu"),
     ActivationSpec("prelu", prelu, "PRelu", family="relu", kind="parametric"),
     ActivationSpec("rrelu", rrelu, "RRelu", family="relu", kind="stochastic"),
     ActivationSpec("softplus", softplus, "Softplus"),
-    ActivationSpec("elu", elu, "Elu", {"alpha": (1.0, check_real)}),
+    ActivationSpec("elu", elu, "Elu", {"alpha": (1.0, check_number)}),
     ActivationSpec("selu", selu, "Selu"),
-    ActivationSpec("gelu", gelu, "Gelu", {"approximate": (False, _boolean)}),
+    ActivationSpec("gelu", gelu, "Gelu", {"approximate": (False, check_bool)}),
     ActivationSpec("silu", silu, "Silu"),
     ActivationSpec("softmax", softmax, "Softmax", kind="axis"),
     ActivationSpec("log_softmax", log_softmax, "LogSoftmax", kind="axis"),

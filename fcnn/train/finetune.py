@@ -113,3 +113,28 @@ def count_trainable(params, mask) -> int:
     """Number of scalar parameters that train under `mask`."""
     trainable, _ = partition(params, mask)
     return int(sum(x.size for x in jax.tree_util.tree_leaves(trainable)))
+
+
+def freeze_normalization(model, mask):
+    """`model` with every normalization layer whose params are all frozen under `mask`
+    run in inference mode: it normalizes with its running statistics and keeps its state
+    bit-identical, as Keras does for a non-trainable BatchNorm. Walks SERIAL layers (the
+    mask mirrors their params, keyed "0", "1", ...); other layers are kept as they are.
+    """
+    from fcnn.layers.base import NORMALIZATION, SERIAL, Layer, serial
+
+    if mask is None:
+        return model
+    if model.role == SERIAL and model.children and isinstance(mask, dict):
+        return serial(*(freeze_normalization(child, mask.get(str(i)))
+                        for i, child in enumerate(model.children)))
+    flags = jax.tree_util.tree_leaves(mask)
+    if model.role != NORMALIZATION or not flags or any(flags):
+        return model
+
+    def apply(params, state, x, *, train, rng=None):
+        del train
+        return model.apply(params, state, x, train=False, rng=rng)
+
+    return Layer(model.init, apply, name=f"{model.name} (frozen)", children=model.children,
+                 role=model.role, info=model.info)

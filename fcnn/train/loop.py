@@ -37,14 +37,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tqdm.auto import tqdm
 
-from fcnn._checks import positive_int
+from fcnn._checks import check_number, positive_int
 from fcnn.data import BatchIterator
+from fcnn.layers.base import count_params
+from fcnn.train import callbacks as callbacks_lib
 from fcnn.train import checkpoint as ckpt
+from fcnn.train import parallel
 from fcnn.train.engine import train_steps
-from fcnn.train.evaluation import eval_batches, evaluate, evaluate_batches  # noqa: F401
+from fcnn.train.evaluation import check_labels, eval_batches, evaluate_batches
+from fcnn.train.population import set_hyperparams
 from fcnn.train.step import (
+    check_descends,
+    current_learning_rate,
     describe_nonfinite,
     init_opt_state,
     make_eval_step,
@@ -55,7 +62,16 @@ ON_NONFINITE = ("stop", "raise")
 
 
 class NonFiniteError(FloatingPointError):
-    """Training produced a NaN or infinite loss, gradient or parameter."""
+    """Training produced a NaN or infinite loss, gradient or parameter, or diverged."""
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C during `fit`: `message` says where it stopped, `result` holds the run so far
+    (its `checkpoint` is the last one written)."""
+
+    def __init__(self, message: str, result: "FitResult"):
+        super().__init__(message)
+        self.message, self.result = message, result
 
 
 @dataclass
@@ -63,8 +79,9 @@ class FitResult:
     """What `fit` returns.
 
     `stopped` is None after a complete run, else the message saying why training
-    stopped early; `checkpoint` is the .json path of the last checkpoint written (the
-    last good one when `stopped`).
+    stopped early (a callback such as early stopping, or `nonfinite`: a NaN, an
+    infinity or a diverging loss); `checkpoint` is the .json path of the last
+    checkpoint written (the last good one when `nonfinite`).
     """
 
     params: Any
@@ -75,6 +92,15 @@ class FitResult:
     history: list = field(default_factory=list)
     stopped: str | None = None
     checkpoint: str | None = None
+    nonfinite: bool = False
+
+    def __repr__(self) -> str:
+        """One line: where training ended, not the arrays (see .history for the log)."""
+        stopped = self.stopped
+        if stopped is not None and len(stopped) > 60:
+            stopped = stopped[:57] + "..."
+        return (f"FitResult(step={self.step}, epoch={self.epoch}, stopped={stopped!r}, "
+                f"checkpoint={self.checkpoint!r}, params={count_params(self.params):,})")
 
 
 def split_arrays(data, name: str):
@@ -97,9 +123,11 @@ def split_arrays(data, name: str):
 
 @dataclass
 class _RunDir:
-    """`out_dir` with its metrics log and checkpoint folder."""
+    """`out_dir` with its metrics log and checkpoint folder; only the `writer` process
+    (process 0 of a multi-process run) writes to it, the others only read."""
 
     path: str
+    writer: bool = True
 
     @property
     def metrics(self) -> str:
@@ -109,12 +137,19 @@ class _RunDir:
     def checkpoints(self) -> str:
         return os.path.join(self.path, "checkpoints")
 
+    @property
+    def best(self) -> str:
+        return os.path.join(self.path, "checkpoints", "best")
+
     @classmethod
-    def open(cls, out_dir) -> "_RunDir":
+    def open(cls, out_dir, writer: bool = True) -> "_RunDir":
         """Creates the folder; removes leftovers of a write cut by a crash."""
-        run = cls(os.fspath(out_dir))
+        run = cls(os.fspath(out_dir), writer)
+        if not writer:
+            return run
         os.makedirs(run.path, exist_ok=True)
         ckpt.remove_partial(run.checkpoints)
+        ckpt.remove_partial(run.best)
         for name in os.listdir(run.path):
             if name.startswith(".metrics.jsonl.") and name.endswith(".tmp"):
                 try:
@@ -125,13 +160,15 @@ class _RunDir:
 
     def start_fresh(self, overwrite: bool) -> None:
         earlier = ckpt.list_checkpoints(self.checkpoints)
+        if not self.writer:
+            return
         if earlier and not overwrite:
             raise ValueError(
                 f"out_dir={self.path!r} holds checkpoints of an earlier run (latest "
                 f"{earlier[-1]!r}): pass resume=True to continue it, overwrite=True to "
                 "replace it, or another out_dir"
             )
-        for old in earlier:
+        for old in earlier + ckpt.list_checkpoints(self.best):
             ckpt._remove(old)
         if os.path.exists(self.metrics):
             os.unlink(self.metrics)  # a fresh run starts a fresh log
@@ -148,11 +185,14 @@ class _RunDir:
                         continue  # a line cut by a crash
                     if record and record.get("epoch", 0) <= last_epoch and "stopped" not in record:
                         kept.append(record)
-        text = "".join(json.dumps(r) + "\n" for r in kept).encode()
-        ckpt._atomic_write(self.metrics, lambda f: f.write(text))
+        if self.writer:
+            text = "".join(json.dumps(r) + "\n" for r in kept).encode()
+            ckpt._atomic_write(self.metrics, lambda f: f.write(text))
         return kept
 
     def append(self, record: dict) -> None:
+        if not self.writer:
+            return
         with open(self.metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -174,6 +214,9 @@ class _Position:
     history: list = field(default_factory=list)
     sums: "_EpochSums | None" = None
     checkpoint: str | None = None
+    reference_loss: float | None = None  # the first step's loss, the divergence yardstick
+    callbacks: list = field(default_factory=list)  # the callbacks' states
+    stopped: str | None = None  # why a callback ended the run
 
 
 @dataclass
@@ -209,30 +252,59 @@ def _restore(run: _RunDir | None, resume, start: _Position, run_info: dict) -> _
         return start
     restored = ckpt.load_checkpoint(found, params=start.params, state=start.state,
                                     opt_state=start.opt_state)
-    saved = {k: restored["extra"].get(k) for k in run_info}
+    extra = restored["extra"]
+    saved = {k: extra.get(k) for k in run_info}
     if saved != run_info:
         raise ValueError(
             f"cannot resume from {restored['path']!r}: it was written with {saved}, "
             f"this run has {run_info}; the data order would differ"
         )
     position = restored["position"]
-    partial = restored["extra"].get("partial_epoch") if position[1] else None
+    partial = extra.get("partial_epoch") if position[1] else None
     return _Position(
         restored["params"], restored["state"], restored["opt_state"], restored["rng"],
         restored["step"], position,
         history=run.history_until(position[0]) if run is not None else [],
-        sums=_EpochSums(**partial) if partial else None, checkpoint=restored["path"])
+        sums=_EpochSums(**partial) if partial else None, checkpoint=restored["path"],
+        reference_loss=extra.get("reference_loss"), callbacks=extra.get("callbacks", []),
+        stopped=extra.get("stopped"))
 
 
-def _first_nonfinite(host: list[dict]) -> tuple[int, int] | None:
-    """(index in `host`, code) of the first step whose metrics are not all finite."""
+def _first_bad(host: list[dict], reference: float | None, divergence: float | None):
+    """(index in `host`, code, loss) of the first step that is not finite (code from
+    the step's check, 1 for the loss) or diverging (code 0: loss > divergence x the
+    reference loss); None when every step is fine."""
     for j, metrics in enumerate(host):
-        code = int(metrics.get("nonfinite", 0))
-        if code == 0 and not math.isfinite(float(metrics["loss"])):
-            code = 1
+        loss = float(metrics["loss"])
+        code = int(metrics.get("nonfinite", 0)) or (0 if math.isfinite(loss) else 1)
         if code:
-            return j, code
+            return j, code, loss
+        if divergence is not None and reference is not None and loss > divergence * abs(reference):
+            return j, 0, loss
     return None
+
+
+class _Control:
+    """What a callback may do to the run (see fcnn.train.callbacks)."""
+
+    def __init__(self, job: "_Fit", pos: _Position):
+        self._job, self._pos = job, pos
+
+    def stop(self, reason: str) -> None:
+        self._pos.stopped = reason
+
+    @property
+    def learning_rate(self) -> float | None:
+        lr = current_learning_rate(self._pos.opt_state)
+        return None if lr is None else float(lr)
+
+    def set_learning_rate(self, value: float) -> None:
+        self._pos.opt_state = set_hyperparams(self._pos.opt_state, {"learning_rate": value})
+        tqdm.write(f"learning rate set to {value:.4g}", file=sys.stderr)
+
+    def save_best(self, note: str) -> None:
+        if self._job.run is not None:
+            self._job.save(self._pos, {"best": note}, folder=self._job.run.best)
 
 
 # ---------------------------------------------------------------------------------
@@ -255,22 +327,39 @@ class _Fit:
     checkpoint_every: int | None
     log_every: int
     progress: bool
+    divergence: float | None
+    callbacks: tuple
+    board: Any
+    model: Any
 
-    def save(self, pos: _Position, extra: dict) -> str:
+    def save(self, pos: _Position, extra: dict, folder: str | None = None) -> str:
+        folder = folder or self.run.checkpoints
+        if not self.run.writer:  # process 0 writes it
+            return ckpt.checkpoint_path(folder, pos.step)
+        states = [cb.state() for cb in self.callbacks if hasattr(cb, "state")]
+        params, state, opt_state, rng = parallel.to_host((pos.params, pos.state, pos.opt_state, pos.rng))
         return ckpt.save_checkpoint(
-            self.run.checkpoints, pos.step, params=pos.params, state=pos.state,
-            opt_state=pos.opt_state, rng=pos.rng, position=self.iterator.position,
-            keep=self.keep, extra=dict(self.run_info, **extra))
+            folder, pos.step, params=params, state=state,
+            opt_state=opt_state, rng=rng, position=self.iterator.position, model=self.model,
+            keep=1 if folder != self.run.checkpoints else self.keep,
+            extra=dict(self.run_info, reference_loss=pos.reference_loss, callbacks=states,
+                       **extra))
 
-    def stop_message(self, pos: _Position, step: int, epoch: int, batch: int, code: int) -> str:
-        what = describe_nonfinite(code, pos.params, self.trainable)
+    def stop_message(self, pos: _Position, step: int, epoch: int, batch: int, bad) -> str:
+        _, code, loss = bad
+        if code:
+            what = describe_nonfinite(code, pos.params, self.trainable)
+        else:
+            what = (f"the loss {loss:.4g} is over {self.divergence:g} times the first step's loss "
+                    f"{pos.reference_loss:.4g}: training is diverging (a learning rate too large, "
+                    "or of the wrong sign?)")
         last = (f"The last good checkpoint is {pos.checkpoint}." if pos.checkpoint
                 else "No checkpoint was written before it.")
         return f"training stopped at step {step} (epoch {epoch + 1}, batch {batch}): {what}. {last}"
 
     def train_epoch(self, pos: _Position, epoch: int) -> str | None:
         """Trains the rest of epoch `epoch` from `pos` (updated in place); returns the
-        stop message if a step was not finite, else None."""
+        stop message if a step was not finite or diverged, else None."""
         spe = self.iterator.steps_per_epoch
         first = self.iterator.position[1]
         sums = pos.sums or _EpochSums()
@@ -291,8 +380,10 @@ class _Fit:
                             and pos.step % self.checkpoint_every == 0)
                 if len(pending) < self.log_every and not last_of_epoch and not save_now:
                     continue
-                host, pending = jax.device_get(pending), []
-                bad = _first_nonfinite(host)
+                host, pending = parallel.to_host(pending), []
+                if pos.reference_loss is None:
+                    pos.reference_loss = float(host[0]["loss"])
+                bad = _first_bad(host, pos.reference_loss, self.divergence)
                 for metrics in host[:None if bad is None else bad[0]]:
                     sums.add(metrics)
                 bar.update(len(host))
@@ -301,8 +392,9 @@ class _Fit:
                                     acc=f"{sums.accuracy / sums.seen:.3f}")
                 if bad is not None:
                     later = len(host) - 1 - bad[0]  # steps run after the bad one
-                    return self.stop_message(pos, pos.step - later, epoch, first + i + 1 - later,
-                                             bad[1])
+                    return self.stop_message(pos, pos.step - later, epoch, first + i + 1 - later, bad)
+                if self.board is not None:
+                    self.board.add_scalar("step/train_loss", float(host[-1]["loss"]), pos.step)
                 if save_now:  # every step so far was checked just above
                     pos.checkpoint = self.save(pos, dict(
                         epoch=epoch, partial_epoch=dataclasses.asdict(sums)))
@@ -322,14 +414,28 @@ class _Fit:
         if self.progress:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k not in ("epoch", "step"))
             tqdm.write(f"epoch {epoch + 1}/{self.epochs}: {shown}", file=sys.stderr)
+        if self.board is not None:
+            for key, value in record.items():
+                if key not in ("epoch", "step"):
+                    self.board.add_scalar(f"epoch/{key}", value, pos.step)
+            self.board.flush()
+        control = _Control(self, pos)
+        for callback in self.callbacks:
+            callbacks_lib.call(callback, record, control)
         if self.run is not None:
-            self.run.append(record)
-            pos.checkpoint = self.save(pos, dict(epoch=epoch + 1))
+            self.run.append(record if pos.stopped is None else dict(record, stopped=pos.stopped))
+            pos.checkpoint = self.save(pos, dict(epoch=epoch + 1, stopped=pos.stopped))
         return record
+
+    def interrupted(self, pos: _Position) -> str:
+        epoch, batch = divmod(pos.step, self.iterator.steps_per_epoch)  # steps done
+        where = (f"the last checkpoint is {pos.checkpoint}; resume with fit(..., resume=True)"
+                 if pos.checkpoint else "no checkpoint was written")
+        return f"interrupted after step {pos.step} (epoch {epoch + 1}, batch {batch}); {where}"
 
 
 def _check_fit_arguments(epochs, log_every, eval_batch_size, keep, on_nonfinite, resume, out_dir,
-                         checkpoint_every):
+                         checkpoint_every, divergence):
     """Checked here, not where they are first used (after an epoch of training)."""
     positive_int(epochs, "epochs")
     positive_int(log_every, "log_every")
@@ -345,7 +451,23 @@ def _check_fit_arguments(epochs, log_every, eval_batch_size, keep, on_nonfinite,
             raise ValueError(
                 f"checkpoint_every={checkpoint_every} needs out_dir= (where the checkpoints go)"
             )
-    return keep, checkpoint_every
+    if divergence is not None:
+        divergence = check_number(divergence, "divergence", low=1.0, low_open=True)
+    return keep, checkpoint_every, divergence
+
+
+def _tensorboard(run: _RunDir | None, enabled: bool):
+    """A TensorBoard SummaryWriter on out_dir/tensorboard/, or None."""
+    if not enabled:
+        return None
+    if run is None:
+        raise ValueError("tensorboard=True needs out_dir= (where the event files go)")
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError:
+        raise ImportError("tensorboard=True needs the tensorboardX package: "
+                          "pip install 'fcnn[tensorboard]'") from None
+    return SummaryWriter(os.path.join(run.path, "tensorboard"))
 
 
 def fit(
@@ -364,28 +486,37 @@ def fit(
     opt_state=None,
     trainable=None,
     penalty=None,
+    augment=None,
+    callbacks=(),
     out_dir=None,
     keep: int = 3,
     checkpoint_every: int | None = None,
     resume=False,
     overwrite: bool = False,
     progress: bool = True,
+    tensorboard: bool = False,
     on_nonfinite: str = "stop",
+    divergence: float | None = 1e4,
     log_every: int = 25,
     balanced: bool = False,
     train_step=None,
     eval_step=None,
     data_device=None,
+    mesh=None,
     check_finite: bool = True,
 ) -> FitResult:
     """Trains `model` for `epochs` epochs; returns a `FitResult`.
 
     Args:
-      model, loss_fn, optimizer, trainable, penalty: as for `make_train_step`.
+      model, loss_fn, optimizer, trainable, penalty, augment: as for `make_train_step`
+        (`augment(rng, image) -> image` runs inside the compiled step, per example).
       params, state: the starting point (copied: the caller's arrays stay valid).
-      train_data, eval_data: (images, labels) or a split with `.images` / `.labels`.
+      train_data, eval_data: (images, labels) or a split with `.images` / `.labels`;
+        every label must be a class the model outputs (checked before training).
       seed: fixes the data order (`BatchIterator` seed) and the rng of every step.
       opt_state: default `init_opt_state(optimizer, params, trainable)`.
+      callbacks: called after every epoch (fcnn.train.callbacks: EarlyStopping,
+        KeepBest, ReduceOnPlateau, or a function record -> None | "stop").
       out_dir: where `metrics.jsonl` and `checkpoints/` go (None: nothing written).
       keep: checkpoints kept (the newest).
       checkpoint_every: also write a checkpoint every this many steps (counted over
@@ -394,57 +525,112 @@ def fit(
         one, or the path of a checkpoint to continue from.
       overwrite: for a fresh run into an `out_dir` holding an earlier run's
         checkpoints, delete them (and its metrics.jsonl); otherwise that is an error.
+      tensorboard: also write TensorBoard event files to out_dir/tensorboard/.
       on_nonfinite: "stop" (print the message, return with `stopped` set) or "raise"
-        (`NonFiniteError`).
+        (`NonFiniteError`) when the loss, a gradient or a parameter is not finite, or
+        the loss exceeds `divergence` times the first step's loss (None: no such check).
       log_every: steps between pulls of the metrics to the host (bar update, checks).
       train_step, eval_step: prebuilt steps with the same signatures (e.g. sharded);
         default `make_train_step(...)` / `make_eval_step(...)`.
       data_device: device or sharding the batches are put on (default device).
+      mesh: train data-parallel over this device mesh (`fcnn.train.parallel.make_mesh`):
+        batches sharded over it, params replicated. The default, with several processes
+        (`fcnn.train.parallel.initialize`), is a mesh over every device of every process;
+        each process then puts only its own rows of every global batch on its devices,
+        and process 0 alone writes checkpoints, metrics and the progress bar.
+
+    Ctrl-C stops training with one line saying where and how to resume, and raises
+    `FitInterrupted` (a KeyboardInterrupt) carrying the result so far.
     """
-    keep, checkpoint_every = _check_fit_arguments(
-        epochs, log_every, eval_batch_size, keep, on_nonfinite, resume, out_dir, checkpoint_every)
+    keep, checkpoint_every, divergence = _check_fit_arguments(
+        epochs, log_every, eval_batch_size, keep, on_nonfinite, resume, out_dir, checkpoint_every,
+        divergence)
+    callbacks = callbacks_lib.check_callbacks(callbacks)
+    if mesh is None and jax.process_count() > 1:
+        mesh = parallel.make_mesh()
+    if mesh is not None:
+        parallel.check_divisible(positive_int(batch_size, "batch_size"), mesh)
+        data_device = parallel.batch_sharding(mesh)
+    main = parallel.is_main_process()
     images, labels = split_arrays(train_data, "train_data")
     eval_arrays = split_arrays(eval_data, "eval_data")
     # Built first: it validates batch_size, seed and the arrays before any compile.
     iterator = BatchIterator(images, labels, batch_size, seed=seed, drop_last=True,
                              balanced=balanced, device=data_device)
+    check_labels(model, None, np.shape(images), labels, name="train_data labels",
+                 logits_only=False)
+    if eval_arrays is not None:
+        check_labels(model, None, np.shape(eval_arrays[0]), eval_arrays[1], name="eval_data labels",
+                     logits_only=False)
+    if optimizer is not None:
+        check_descends(optimizer, params, trainable)
     if train_step is None:
-        train_step = make_train_step(model, loss_fn, optimizer, trainable=trainable,
-                                     penalty=penalty, check_finite=check_finite)
+        options = dict(trainable=trainable, penalty=penalty, augment=augment, check_finite=check_finite)
+        train_step = (make_train_step(model, loss_fn, optimizer, **options) if mesh is None else
+                      parallel.make_data_parallel_step(model, loss_fn, optimizer, mesh, **options))
     if eval_step is None and eval_arrays is not None:
         eval_step = make_eval_step(model, loss_fn)
-    run = _RunDir.open(out_dir) if out_dir is not None else None
+    run = _RunDir.open(out_dir, writer=main) if out_dir is not None else None
+    progress = progress and main
     job = _Fit(train_step, eval_step, iterator,
                None if eval_arrays is None else eval_batches(*eval_arrays, eval_batch_size, data_device),
                epochs, trainable, run,
                {"seed": int(seed), "batch_size": int(batch_size), "balanced": bool(balanced),
                 "steps_per_epoch": iterator.steps_per_epoch},
-               keep, checkpoint_every, log_every, progress)
+               keep, checkpoint_every, log_every, progress, divergence, callbacks,
+               _tensorboard(run, tensorboard and main), model)
     # The step donates its inputs: train on copies so the caller's arrays stay valid.
     params, state = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, state)
     opt_state = (init_opt_state(optimizer, params, trainable) if opt_state is None
                  else jax.tree.map(jnp.copy, opt_state))
     pos = _restore(run, resume, _Position(params, state, opt_state, jax.random.PRNGKey(seed)),
                    job.run_info)
+    if mesh is not None:  # every process holds the same values: replicate them on the mesh
+        pos.params, pos.state, pos.opt_state = parallel.replicate(
+            (pos.params, pos.state, pos.opt_state), mesh)
     if pos.checkpoint is None and run is not None:
         run.start_fresh(overwrite)
+    elif pos.checkpoint is not None and progress:
+        tqdm.write(f"resumed from step {pos.step} ({pos.checkpoint})", file=sys.stderr)
+    for callback, saved in zip([cb for cb in callbacks if hasattr(cb, "state")], pos.callbacks):
+        callback.restore(saved)
     iterator.seek(pos.data)
+    try:
+        return _train(job, pos, on_nonfinite)
+    except KeyboardInterrupt:
+        message = job.interrupted(pos)
+        tqdm.write(message, file=sys.stderr)
+        raise FitInterrupted(message, _result(pos, iterator.position[0])) from None
+    finally:
+        if job.board is not None:
+            job.board.close()
+
+
+def _result(pos: _Position, epoch: int, stopped: str | None = None, nonfinite: bool = False):
+    return FitResult(pos.params, pos.state, pos.opt_state, pos.step, epoch, pos.history,
+                     stopped or pos.stopped, pos.checkpoint, nonfinite)
+
+
+def _train(job: _Fit, pos: _Position, on_nonfinite: str) -> FitResult:
+    """The epochs of `fit`, from `pos` on."""
     done = pos.data[0]
-    for epoch in range(pos.data[0], epochs):
+    for epoch in range(pos.data[0], job.epochs):
+        if pos.stopped is not None:
+            break
         started = time.perf_counter()
         stopped = job.train_epoch(pos, epoch)
         if stopped:
-            if run is not None:
-                run.append({"epoch": epoch + 1, "step": pos.step, "stopped": stopped})
+            if job.run is not None:
+                job.run.append({"epoch": epoch + 1, "step": pos.step, "stopped": stopped})
             if on_nonfinite == "raise":
                 raise NonFiniteError(stopped)
             tqdm.write(stopped, file=sys.stderr)
-            return FitResult(pos.params, pos.state, pos.opt_state, pos.step, epoch, pos.history,
-                             stopped, pos.checkpoint)
+            return _result(pos, epoch, stopped, nonfinite=True)
         job.end_epoch(pos, epoch, started)
         done = epoch + 1
-    return FitResult(pos.params, pos.state, pos.opt_state, pos.step, done, pos.history, None,
-                     pos.checkpoint)
+    if pos.stopped is not None and job.progress:
+        tqdm.write(pos.stopped, file=sys.stderr)
+    return _result(pos, done)
 
 
-__all__ = ["FitResult", "NonFiniteError", "evaluate", "fit", "split_arrays"]
+__all__ = ["FitInterrupted", "FitResult", "NonFiniteError", "fit", "split_arrays"]

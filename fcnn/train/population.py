@@ -27,29 +27,26 @@ the device, which is where it pays off.
 
 from __future__ import annotations
 
-import numbers
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn._checks import check_number
+from fcnn._checks import check_int, check_number, is_int
 from fcnn.train.step import init_opt_state, make_eval_step, make_train_step
 
 
 def _check_seeds(seeds, distinct: bool = True) -> tuple[int, ...]:
-    if isinstance(seeds, numbers.Integral):
+    if is_int(seeds):
         raise TypeError(f"seeds={seeds!r}: expected a sequence of ints, e.g. range(8)")
-    seeds = tuple(seeds)
-    if not seeds:
+    given = tuple(seeds)
+    if not given:
         raise ValueError("seeds=(): expected at least one seed")
-    for s in seeds:
-        if not isinstance(s, numbers.Integral) or isinstance(s, bool) or s < 0:
-            raise ValueError(f"seeds={seeds!r}: every seed must be an int >= 0, got {s!r}")
+    seeds = tuple(check_int(s, f"seeds[{k}]", low=0, hint=f"(in seeds={given!r})")
+                  for k, s in enumerate(given))
     if distinct and len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds={seeds!r}: seeds must be distinct (or differ in their "
                          "hyperparams): two such members would train identically")
-    return tuple(int(s) for s in seeds)
+    return seeds
 
 
 def _check_hyperparams(hyperparams, count: int) -> dict[str, np.ndarray]:

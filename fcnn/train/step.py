@@ -22,10 +22,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from fcnn import augment as augment_lib
 from fcnn import metrics as metrics_lib
-from fcnn.train.finetune import combine, mask_flags, partition
+from fcnn.train.finetune import combine, freeze_normalization, mask_flags, partition
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -106,8 +108,22 @@ def check_batch_fits(model, params, images_shape) -> None:
                 f"a batch of images of shape {images_shape} does not fit the parameters: "
                 f"params{path_str(path)} has shape {tuple(jnp.shape(got))} but this input "
                 f"needs {tuple(want.shape)}; the model was initialised for another input "
-                "shape (per-example shape, channels)"
+                "shape (per-example shape, channels; and init's input_shape starts with the "
+                "batch axis: (None, *image_shape), not image_shape)"
             )
+
+
+def output_shape(model, input_shape) -> tuple:
+    """The output shape `model.init` predicts for inputs of `input_shape` (abstractly:
+    no parameter is materialised)."""
+    found = {}
+
+    def init(key):
+        found["shape"], params, _ = model.init(key, tuple(input_shape))
+        return params
+
+    jax.eval_shape(init, jax.random.PRNGKey(0))
+    return tuple(found["shape"])
 
 
 def _nonfinite_code(loss, grads, new_params) -> jax.Array:
@@ -154,6 +170,33 @@ def current_learning_rate(opt_state):
     return None
 
 
+DESCENT = (
+    "the optimizer's first update moves every parameter along its gradient (update {update:+.3g} "
+    "for a gradient of +1), so each step would increase the loss: is the learning rate "
+    "negative (e.g. optax.sgd(-0.1))? Use a positive learning rate"
+)
+
+
+def check_descends(optimizer, params, trainable=None) -> None:
+    """Raises a ValueError if the optimizer's first update moves every trainable
+    parameter along its gradient, i.e. ascends the loss (a negative learning rate).
+
+    The update is probed on a copy of the params with every axis of size 1 (same tree,
+    same ranks, so masks by rank still apply) and a gradient of ones; optimizers that
+    cannot take such a copy are not checked.
+    """
+    tiny = jax.tree.map(lambda p: jnp.ones((1,) * jnp.ndim(p), jnp.result_type(p)),
+                        partition(params, trainable)[0])
+    try:
+        updates, _ = optimizer.update(tiny, optimizer.init(tiny), tiny)
+        values = np.concatenate([np.ravel(u) for u in jax.tree_util.tree_leaves(updates)] or [[]])
+    except Exception:  # noqa: BLE001 - an optimizer with shape needs of its own: no probe
+        return
+    values = values[values != 0]
+    if values.size and np.all(values > 0):
+        raise ValueError(DESCENT.format(update=float(values[0])))
+
+
 def init_opt_state(optimizer, params, trainable=None):
     """The optimizer state for the trainable leaves of `params` only."""
     _check_optimizer(optimizer)
@@ -189,6 +232,7 @@ def make_train_step(
     trainable=None,
     penalty: Callable[[Any], jax.Array] | None = None,
     objective: Callable | None = None,
+    augment: Callable | None = None,
     check_finite: bool = True,
     jit: bool = True,
     donate: bool = True,
@@ -204,9 +248,14 @@ def make_train_step(
     (`penalty`, e.g. `lambda p: 1e-4 * fcnn.losses.l2_penalty(p)`, is optional). A
     custom `objective` with the signature of `supervised_objective`'s result replaces
     it (e.g. the center loss, which also updates class centers kept in `state`); the
-    update, the metrics and the non-finite check stay the same.
+    update, the metrics and the non-finite check stay the same. `augment(rng, image)
+    -> image` (e.g. `fcnn.augment.chain(...)` of the functions in fcnn.augment) is
+    applied to every image of the batch inside the compiled step, each with its own
+    key split from the step's rng, so augmentation costs no host time and a resumed
+    run augments exactly as an uninterrupted one.
     `trainable` (a mask from `trainable_mask`) restricts differentiation and update to
-    its True leaves; `opt_state` must then come from `init_opt_state(optimizer,
+    its True leaves (normalization layers with every parameter frozen run in
+    inference mode and keep their running statistics); `opt_state` must then come from `init_opt_state(optimizer,
     params, trainable)`.
 
     metrics: "loss" (the data loss), "accuracy", "penalty" (if any),
@@ -220,6 +269,8 @@ def make_train_step(
     optimizer = _check_optimizer(optimizer)
     if penalty is not None and not callable(penalty):
         raise TypeError(f"penalty={penalty!r}: expected a function params -> scalar, or None")
+    if trainable is not None:  # frozen normalization layers run in inference mode
+        model = freeze_normalization(model, trainable)
     if objective is None:
         objective = supervised_objective(model, loss_fn, penalty)
     elif not callable(objective) or penalty is not None:
@@ -233,9 +284,16 @@ def make_train_step(
             "is nothing to train; use make_eval_step to run the model"
         )
 
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment={augment!r}: expected a function (rng, image) -> image, e.g. "
+                        "fcnn.augment.chain(fcnn.augment.random_crop, fcnn.augment.random_flip)")
+
     def step(params, state, opt_state, batch, rng):
         images, labels, _ = unpack_batch(batch)
         check_batch_fits(model, params, images.shape)
+        if augment is not None:
+            augment_rng, rng = jax.random.split(rng)
+            images = augment_lib.map_batch(augment, augment_rng, images)
         train_params, frozen = partition(params, trainable)
 
         def of_trainable(train_params):
