@@ -1,5 +1,6 @@
-"""Every Python block of README.md runs as written, in order, in a fresh namespace
-(what a new user copies must work on its own)."""
+"""Every Python block of README.md runs as written, in order, as a user pasting them
+into one session would (a block may use what an earlier one defined; each brings the
+imports it uses)."""
 
 import os
 import re
@@ -12,6 +13,6 @@ def test_every_python_block_of_the_readme_runs(tmp_path, monkeypatch):
         blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
     assert len(blocks) >= 2
     monkeypatch.chdir(tmp_path)  # the blocks may write runs/ into the current folder
+    namespace = {"__name__": "readme"}
     for i, block in enumerate(blocks):
-        namespace = {"__name__": f"readme_block_{i}"}
         exec(compile(block, f"README.md block {i}", "exec"), namespace)  # noqa: S102 (our README)
