@@ -45,7 +45,10 @@ from hypothesis import strategies as st
 
 import fcnn
 from fcnn.ops import pooling
-from fcnn.ops.conv import conv, conv_output_shape
+from fcnn.ops import onednn
+from fcnn.ops.conv import ONEDNN, conv, conv_output_shape
+from fcnn.ops.conv import _resolve as _resolve_conv
+from fcnn.ops.lowering import Lowering
 from fcnn.ops.conv_transpose import conv_transpose, conv_transpose_output_shape
 from fcnn.ops.normalization import normalize
 from fcnn.ops.padding import MODES as PAD_MODES
@@ -220,6 +223,55 @@ def test_conv_fuzz(case):
 @given(conv_cases())
 def test_conv_fuzz_slow(case):
     check_conv(case)
+
+
+# oneDNN computes in float32 (its f64 support is the reference implementation, which
+# `supports` refuses), so its route is checked in float32 against the float64 oracle
+# of the same float32 inputs, on the configurations it takes (about a third).
+ONEDNN_TOL = dict(atol=2e-4, rtol=2e-4)
+ONEDNN_ROUTE = Lowering(ONEDNN, ONEDNN, ONEDNN)
+
+
+def check_conv_onednn(case: ConvCase):
+    if not onednn.available():
+        pytest.skip("oneDNN convolutions unavailable (see tests/test_onednn.py)")
+    config, _ = _resolve_conv(case.x_shape, case.kernel_shape, **case.kwargs)
+    assume(onednn.supports(case.x_shape, case.kernel_shape, config.strides, config.pads,
+                           config.dilation, config.input_dilation, config.groups))
+    rng = np.random.default_rng(case.seed)
+    x = rng.standard_normal(case.x_shape).astype(np.float32)
+    kernel = rng.standard_normal(case.kernel_shape).astype(np.float32)
+    bias = rng.standard_normal(case.kernel_shape[-1]).astype(np.float32) if case.bias else None
+    geometry, groups = _ref_geometry(case.kwargs), dict(groups=case.kwargs["groups"])
+    out_shape = conv_ref.output_shape(case.x_shape, case.kernel_shape, **geometry)
+    dy = rng.standard_normal(out_shape).astype(np.float32)
+    kwargs = _hashable(dict(case.kwargs, lowering=ONEDNN_ROUTE))
+    y, (dx, dkernel, dbias) = _conv_vjp(x, kernel, bias, dy, kwargs)
+    assert y.dtype == dx.dtype == dkernel.dtype == np.float32
+    x64, k64, dy64 = (a.astype(np.float64) for a in (x, kernel, dy))
+    b64 = None if bias is None else bias.astype(np.float64)
+    _close(y, conv_ref.conv_forward(x64, k64, b64, **geometry, **groups), ONEDNN_TOL,
+           "oneDNN forward")
+    rdx, rdkernel, rdbias = conv_ref.conv_backward(x64, k64, dy64, **geometry, **groups)
+    _close(dx, rdx, ONEDNN_TOL, "oneDNN input gradient")
+    _close(dkernel, rdkernel, ONEDNN_TOL, "oneDNN kernel gradient")
+    if case.bias:
+        _close(dbias, rdbias, ONEDNN_TOL, "bias gradient (oneDNN route)")
+
+
+@FAST
+@given(conv_cases())
+def test_conv_fuzz_onednn(case):
+    """The oneDNN route of `conv` on random configurations it supports: forward and
+    both gradients equal the loop oracle (float32)."""
+    check_conv_onednn(case)
+
+
+@pytest.mark.slow
+@SLOW
+@given(conv_cases())
+def test_conv_fuzz_onednn_slow(case):
+    check_conv_onednn(case)
 
 
 # ------------------------------------------------------------------ transposed convolution
