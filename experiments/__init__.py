@@ -11,15 +11,10 @@ writes runs/<study>/<timestamp>/ (config.json, metrics.jsonl, summary.json,
 report.md, PNG plots) and prints each claim with the measured numbers and a verdict.
 """
 
-import os
 import pkgutil
-import signal
-import sys
 
-if sys.argv[:1] == ["-m"]:  # `python -m experiments.<study>`, while its imports run
-    # Ctrl-C before the study's own handling starts (JAX's imports take seconds) ends
-    # the program quietly with the shell's code for an interrupt, not a traceback.
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+import fcnn  # noqa: F401  (first: under `python -m`, Ctrl-C while JAX imports ends the
+#                           program with one line and code 130, see fcnn/__init__.py)
 
 # Every module of this package is a study (the shared code is in experiments.core):
 # adding a study is adding its module.

@@ -13,9 +13,9 @@ if _sys.argv[:1] == ["-m"]:  # `python -m fcnn.<program>`, while its imports run
     import os as _os
     import signal as _signal
 
-    # Ctrl-C during the seconds JAX takes to import ends the program quietly with the
-    # shell's code for an interrupt; the program's main takes over the handling.
-    _signal.signal(_signal.SIGINT, lambda *_: _os._exit(130))
+    # Ctrl-C during the seconds JAX takes to import ends the program with one line and
+    # the shell's code for an interrupt; the program's main takes over the handling.
+    _signal.signal(_signal.SIGINT, lambda *_: (_os.write(2, b"\ninterrupted\n"), _os._exit(130)))
 
 from fcnn.layers import *  # noqa: F401,F403,E402
 from fcnn import (  # noqa: F401  (import order: layers first, the rest build on them)
