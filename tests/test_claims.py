@@ -110,11 +110,31 @@ def _activation_table(relu_steps, tanh_steps, sigmoid_steps, sigmoid_grad, relu_
 def test_activation_claims():
     table = _activation_table([100, 110], [300, 330], [900, 990], sigmoid_grad=0.01)
     result = verdicts("compare_activations", table, {"budget": 2000})
-    assert [r.status for r in result] == [SUPPORTED] * 7
+    # the last claim, AlexNet's 6x, is judged on its own network and dataset only
+    assert [r.status for r in result] == [SUPPORTED] * 7 + [INCONCLUSIVE]
+    assert "AlexNet's CIFAR-10 network" in result[-1].evidence
     assert result[0].numbers["25%"]["ratio"] == pytest.approx(3.0)  # tanh 315 vs ReLU family 105
     table = _activation_table([500, 500], [300, 300], [100, 100], sigmoid_grad=2.0, relu_active=0.9,
                               sigmoid_active=0.7)
-    assert judge("compare_activations", table, {"budget": 2000}) == [CONTRADICTED] * 7
+    assert judge("compare_activations", table, {"budget": 2000}) == [CONTRADICTED] * 7 + [INCONCLUSIVE]
+
+
+ALEXNET_FACTS = {"budget": 2000, "dataset": "cifar10", "model": "alexnet_cifar"}
+
+
+@pytest.mark.parametrize("relu_steps, tanh_steps, status, ratio_text", [
+    ([100, 110], [650, 700], SUPPORTED, "ratio 6.43x"),      # 675 / 105
+    ([100, 110], [300, 330], CONTRADICTED, "ratio 3x"),      # 315 / 105
+    ([100, 110], [None, None], SUPPORTED, "ratio >= 19"),    # unreached: 2000 / 105, a bound
+    ([200, 220], [None, 100], INCONCLUSIVE, "lower bound"),  # (2000 + 100) / 2 / 210 = 5 < 6
+])
+def test_alexnet_six_times_claim(relu_steps, tanh_steps, status, ratio_text):
+    table = _activation_table(relu_steps, tanh_steps, [900, 990], sigmoid_grad=0.01)
+    result = verdicts("compare_activations", table, ALEXNET_FACTS)[-1]
+    assert result.status == status, result.evidence
+    assert ratio_text in result.evidence
+    on_mnist = verdicts("compare_activations", table, dict(ALEXNET_FACTS, dataset="mnist"))[-1]
+    assert on_mnist.status == INCONCLUSIVE
 
 
 def test_activation_claims_decided_by_most_targets():

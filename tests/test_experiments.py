@@ -114,6 +114,12 @@ def test_options_that_do_not_fit_the_data_exit_2(tmp_path, capsys):
     code = _study("pooling").main(["--quick", "--batch-size", "5000", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and "--batch-size 5000 is larger than the" in err
+    # AlexNet's network takes colour images only, and has no maxout variant
+    code = _study("compare_activations").main(["--quick", "--model", "alexnet_cifar",
+                                               "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--model alexnet_cifar: expects 32x32 colour images" in err
+    assert "(8, 8, 1)" in err
     assert not os.listdir(tmp_path)
 
 
