@@ -200,8 +200,12 @@ def cosine_decay(learning_rate: float, decay_steps: int, *, alpha: float = 0.0) 
     return optax.cosine_decay_schedule(learning_rate, decay_steps, alpha=alpha)
 
 
+def _clipped_step(step, decay_steps):
+    return jnp.minimum(_float_step(step), decay_steps)
+
+
 def _linear_and_cosine(step, decay_steps, num_periods):
-    t = jnp.minimum(_float_step(step), decay_steps)
+    t = _clipped_step(step, decay_steps)
     linear = (decay_steps - t) / decay_steps
     cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * 2.0 * num_periods * t / decay_steps))
     return linear, cosine
@@ -248,11 +252,13 @@ def noisy_linear_cosine_decay(
 ) -> Schedule:
     """Linear cosine decay with Gaussian noise on the linear term.
 
-        eps_t ~ N(0, initial_variance / (1 + step)^variance_decay)   (a variance)
+        t       = min(step, decay_steps)
+        eps_t ~ N(0, initial_variance / (1 + t)^variance_decay)   (a variance)
         lr(step) = lr * ((alpha + linear + eps_t) * cosine + beta)
 
-    with `linear` and `cosine` as in `linear_cosine_decay`. The noise is a pure
-    function of (seed, step): eps_t = sqrt(variance_t) * z_t with
+    with `linear` and `cosine` as in `linear_cosine_decay`. As in TensorFlow, the
+    variance uses the clipped step t, so it stops decaying at decay_steps. The
+    noise is a pure function of (seed, step): eps_t = sqrt(variance_t) * z_t with
     z_t = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), step)),
     so a resumed run sees the same rates.
     """
@@ -268,7 +274,7 @@ def noisy_linear_cosine_decay(
     def schedule(step):
         linear, cosine = _linear_and_cosine(step, decay_steps, num_periods)
         z = noise(key, step)
-        variance = initial_variance / (1.0 + _float_step(step)) ** variance_decay
+        variance = initial_variance / (1.0 + _clipped_step(step, decay_steps)) ** variance_decay
         eps = jnp.sqrt(variance) * z
         return learning_rate * ((alpha + linear + eps) * cosine + beta)
 

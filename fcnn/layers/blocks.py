@@ -27,7 +27,17 @@ def conv_bn_leaky(
     serial params {"0": {"kernel"}, "1": {"scale", "bias"}, "2": {}} and BatchNorm's
     running statistics in state["1"]. The convolution has no bias because the batch
     norm subtracts the mean right after it; its shift beta plays that role.
-    Darknet's running statistics use 0.99 * old + 0.01 * batch, our default momentum.
+
+    The defaults are Darknet's, not Keras' (the notes write this block in Keras):
+    - momentum 0.99, the weight of the old value: running = 0.99 * old + 0.01 * batch.
+      Darknet hard-codes this, and Keras' BatchNormalization(momentum=0.99) means the
+      same (a running mean at 0 moves to 0.02 after a batch of mean 2; PyTorch's
+      momentum weighs the batch instead, so the same 0.99 there would give 1.98).
+    - epsilon 1e-5, Darknet's (its cuDNN call and its GPU kernels use
+      sqrt(var + 1e-5)), so weights taken from a Darknet model normalize as there.
+      Keras' default is 1e-3: for a channel of batch variance 0.01 it divides by
+      sqrt(0.011) instead of sqrt(0.01001), outputs about 4.6 % smaller. Pass
+      epsilon=1e-3 to reproduce the notes' Keras block.
 
     Reference: Redmon & Farhadi, YOLO9000 (2017) and the Darknet framework.
     """

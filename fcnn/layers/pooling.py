@@ -18,6 +18,45 @@ RANK_MISMATCH = (
     "channels); pass an int {arg} to take the dimensions from the input"
 )
 
+TF_LAYOUT_ARGUMENT = (
+    "{layer}: {arg}={value!r} looks like TensorFlow's {layout} {tf_arg} {value!r}: fcnn "
+    "takes the spatial {what} only, {call}"
+)
+# TensorFlow's ksize/strides carry one entry per axis of the NHWC (or NDHWC) input,
+# with 1 on the batch and channel axes; fcnn takes one entry per spatial axis.
+_TF_LAYOUTS = {4: "NHWC", 5: "NDHWC"}
+
+
+def _tf_layout_spatial(value):
+    """The spatial entries of a TensorFlow-style (1, *spatial, 1) tuple, else None."""
+    if (isinstance(value, Sequence) and not isinstance(value, str)
+            and len(value) in _TF_LAYOUTS and _checks.is_int(value[0])
+            and _checks.is_int(value[-1]) and value[0] == 1 and value[-1] == 1):
+        return tuple(value[1:-1])
+    return None
+
+
+def _check_not_tf_layout(layer: str, window_shape, strides, padding):
+    """Refuses TensorFlow's NHWC ksize/strides, naming the fcnn call that means the same."""
+    spatial = {"window_shape": _tf_layout_spatial(window_shape),
+               "strides": _tf_layout_spatial(strides)}
+    if (isinstance(padding, tuple) and len(padding) in _TF_LAYOUTS
+            and padding[0] == padding[-1] == (0, 0)):
+        padding = padding[1:-1]  # TensorFlow's explicit NHWC paddings
+    for arg, value, tf_arg, what in (("window_shape", window_shape, "ksize", "window"),
+                                     ("strides", strides, "strides", "strides")):
+        if spatial[arg] is None:
+            continue
+        args = [repr(spatial["window_shape"] or window_shape)]
+        if strides is not None:
+            args.append(f"strides={spatial['strides'] or strides!r}")
+        if padding != "VALID":
+            args.append(f"padding={padding!r}")
+        raise ValueError(TF_LAYOUT_ARGUMENT.format(
+            layer=layer, arg=arg, value=value, layout=_TF_LAYOUTS[len(value)], tf_arg=tf_arg,
+            what=what, call=f"{layer}({', '.join(args)})",
+        ))
+
 
 def _fixed_ndim(window_shape, strides, padding):
     """Spatial rank fixed by a tuple argument, or None when every one is an int/str.
@@ -49,6 +88,7 @@ def _pool_layer(kind: str, name: str, window_shape, strides, padding,
                 count_include_pad: bool, backward: str) -> Layer:
     """One factory for max and average pooling layers, taking the reducer `kind`."""
     padding = _checks.check_padding(padding)
+    _check_not_tf_layout(name, window_shape, strides, padding)
     ndim, fixed_by = _fixed_ndim(window_shape, strides, padding)
     window_shape = _checks.spatial_tuple_or_none(window_shape, ndim, "window_shape")
     if window_shape is None:
@@ -89,8 +129,10 @@ def MaxPool(window_shape, strides=None, padding="VALID", backward="custom") -> L
 
     `strides` defaults to `window_shape` (non-overlapping windows). An int
     `window_shape` takes the number of spatial dims from the input rank at init; a
-    tuple fixes it, and an input of another rank is an error. No params, no state.
-    See `fcnn.ops.pooling.max_pool` for the formula, the tie rule and padding.
+    tuple fixes it, and an input of another rank is an error. TensorFlow's NHWC
+    `ksize=(1, 2, 2, 1)` is refused with its fcnn equivalent, `MaxPool((2, 2))`.
+    No params, no state. See `fcnn.ops.pooling.max_pool` for the formula, the tie
+    rule and padding.
 
     Example: `MaxPool(2)` maps (N, 28, 28, 32) to (N, 14, 14, 32).
     """
