@@ -62,6 +62,37 @@ def test_each_member_equals_the_same_model_trained_alone():
         assert float(metrics["loss"][k]) == pytest.approx(float(m["loss"]), rel=1e-5)
 
 
+@pytest.mark.parametrize("name", ["rprop", "adam"])
+def test_per_member_rates_reach_optimizers_whose_state_starts_from_the_rate(name):
+    """Rprop's step sizes start at the learning rate: a member's rate set after init
+    must act as if the optimizer had been built with it (optax's own optimizer at
+    that rate is the reference)."""
+    import optax
+
+    net, seeds, lrs = model(), (3, 3), (0.001, 0.05)
+    params, state, opt_state = init_population(net, make_optimizer(name, 0.3), SHAPE, seeds,
+                                               hyperparams={"learning_rate": lrs})
+    step = make_population_step(net, LOSS, make_optimizer(name, 0.3))
+    data = batches()
+    for i, batch in enumerate(data):
+        rngs = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), i) for s in seeds])
+        params, state, opt_state, _ = step(params, state, opt_state, batch, rngs)
+
+    for k, lr in enumerate(lrs):
+        reference = optax.rprop(lr) if name == "rprop" else optax.adam(lr)
+        _, p, s = net.init(jax.random.PRNGKey(seeds[k]), SHAPE)
+        o = reference.init(p)
+        for i, batch in enumerate(data):
+            def loss(p):
+                logits, new_state = net.apply(p, s, batch[0], train=True,
+                                              rng=jax.random.fold_in(jax.random.PRNGKey(seeds[k]), i))
+                return LOSS(logits, batch[1]), new_state
+            grads, s = jax.grad(loss, has_aux=True)(p)
+            updates, o = reference.update(grads, o, p)
+            p = optax.apply_updates(p, updates)
+        chex.assert_trees_all_close(member(params, k), p, rtol=1e-5, atol=1e-6)
+
+
 def test_population_initialisation_is_per_seed():
     net = model()
     params, _, _ = init_population(net, make_optimizer("sgd", 0.1), SHAPE, (0, 1))

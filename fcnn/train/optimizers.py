@@ -41,6 +41,7 @@ from __future__ import annotations
 import functools
 import inspect
 
+import jax.numpy as jnp
 import optax
 
 from fcnn._checks import check_number
@@ -144,13 +145,31 @@ def rprop(learning_rate, eta_minus: float = 0.5, eta_plus: float = 1.2,
           **regularization) -> optax.GradientTransformation:
     """Rprop (Riedmiller & Braun, 1993): sign steps whose size, starting at the learning
     rate, grows by `eta_plus` while the gradient keeps its sign and shrinks by
-    `eta_minus` when it flips."""
+    `eta_minus` when it flips (within optax's bounds, 1e-6 to 50).
+
+    optax.rprop's state starts its step sizes at the learning rate it was built with,
+    so an injected rate (one per population member, or a schedule) would not reach
+    them. Here the state holds step sizes relative to the rate (starting at 1, with
+    the bounds divided by the rate) and the rate multiplies them at each update: the
+    same steps as optax.rprop at a constant rate, and the injected rate is honoured.
+    """
     hp = {"eta_minus": check_number(eta_minus, "eta_minus", low=0.0, high=1.0, low_open=True,
                                     high_open=True),
           "eta_plus": check_number(eta_plus, "eta_plus", low=1.0, low_open=True)}
-    return _chain(lambda v: optax.rprop(v["learning_rate"], eta_minus=v["eta_minus"],
-                                        eta_plus=v["eta_plus"]),
-                  learning_rate, hp, scale_by_lr=False, **regularization)
+
+    def direction(v):
+        rate = jnp.maximum(v["learning_rate"], RPROP_TINY_RATE)  # a schedule may reach 0
+        return optax.chain(
+            optax.scale_by_rprop(1.0, eta_minus=v["eta_minus"], eta_plus=v["eta_plus"],
+                                 min_step_size=RPROP_MIN_STEP / rate,
+                                 max_step_size=RPROP_MAX_STEP / rate),
+            optax.scale(-v["learning_rate"]))
+
+    return _chain(direction, learning_rate, hp, scale_by_lr=False, **regularization)
+
+
+RPROP_MIN_STEP, RPROP_MAX_STEP = 1e-6, 50.0  # optax.rprop's defaults
+RPROP_TINY_RATE = 1e-30
 
 
 OPTIMIZERS = {"sgd": sgd, "momentum": momentum, "nesterov": nesterov, "rmsprop": rmsprop,
