@@ -1,9 +1,11 @@
-"""Study 7: weight initialization, symmetry and variance across layers.
+"""Study 7: weight initialization, symmetry and variance across layers; ReLU biases.
 
-    python -m experiments.initialization [--depth 5] [--width 128]
+    python -m experiments.initialization [--depth 5] [--width 128] [--relu-bias 0.01]
 
 A tanh MLP initialised with zeros, a constant, 0.01 * N(0, 1), LeCun (variance
-1/fan_in, the notes' 1/sqrt(n) calibration), Xavier and He. Measured:
+1/fan_in, the notes' 1/sqrt(n) calibration), Xavier, He and sparse initialization
+(Martens, 2010: each unit has 15 nonzero incoming weights drawn N(0, 1), the rest 0,
+`fcnn.initializers.sparse`). Measured:
   * symmetry: the spread between the hidden units' incoming weight vectors after
     training, max_j ||w_j - mean w|| / mean_j ||w_j||, 0 when all units are identical;
   * the variance of every layer's input and output (pre-activation) at
@@ -11,7 +13,18 @@ A tanh MLP initialised with zeros, a constant, 0.01 * N(0, 1), LeCun (variance
   * the final test accuracy.
 Claims from the notes: equal initial weights keep the units identical (they get the
 same gradient); scaling by 1/sqrt(n) keeps a unit's output variance equal to that of
-its inputs, layer after layer.
+its inputs, layer after layer; sparse initialization trains networks as accurate as
+the variance-scaled ones (within half a point of test accuracy).
+
+Biases: a ReLU MLP of the same depth and width (He-normal kernels) with its hidden
+biases initialised to 0 and to a small positive constant (0.01), so that "every ReLU
+fires at the start". Measured: the dead units (never active on the held-out batch) of
+the worst layer at initialisation and after training, the active share at
+initialisation, and the steps to a smoothed training error of 10%. Claims: the
+positive bias leaves fewer dead units, and trains faster.
+
+Run time on MNIST (3 epochs, 3 seeds, 9 MLPs): about 2-3 minutes on 2 CPU cores;
+--quick a few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from dataclasses import dataclass
 import jax.numpy as jnp
 import numpy as np
 
+import fcnn
 from fcnn import diagnostics, initializers
 from fcnn import program
 from fcnn.layers.base import apply_with_intermediates
@@ -40,18 +54,27 @@ INITS = {
     "lecun": initializers.lecun_normal,
     "xavier": initializers.xavier_normal,
     "he": initializers.he_normal,
+    "sparse": initializers.sparse(15),
 }
 EQUAL = ("zeros", "constant")
+SCALED = ("lecun", "xavier", "he")  # the variance-scaled initializations sparse is held against
+BIAS_TARGET = 0.10
 SYMMETRIC_BELOW = 1e-6
 GAIN_BAND = (0.5, 2.0)
 
 
 @dataclass(frozen=True)
 class Config(study.Config):
-    inits: tuple[str, ...] = option(tuple(INITS), quick=("zeros", "lecun"), choices=tuple(INITS),
+    inits: tuple[str, ...] = option(tuple(INITS), quick=("zeros", "lecun", "sparse"), choices=tuple(INITS),
                                     help="initializers")
     depth: int = option(5, quick=2, help="hidden layers")
     width: int = option(128, quick=16, help="units per hidden layer")
+    relu_bias: float = option(0.01, help="the small positive initial bias of the ReLU MLP, held "
+                                         "against bias 0")
+
+
+def bias_name(bias: float) -> str:
+    return f"relu bias={bias:g}"
 
 
 def variance_probe(model, loss_fn):
@@ -96,9 +119,14 @@ def unit_spread(params, layer_paths) -> list[float]:
     return spreads
 
 
+def _inits(f: claims.Findings) -> list[str]:
+    """The initialization rows of the table (all rows when the study does not say)."""
+    return [n for n in f.facts.get("inits", f.table) if n in f.table]
+
+
 def _symmetric(f: claims.Findings) -> claims.Judgement:
     equal = [n for n in EQUAL if n in f.table]
-    randoms = {r: claims.mean(claims.get(f.table, r, "unit_spread")) for r in f.table if r not in EQUAL}
+    randoms = {r: claims.mean(claims.get(f.table, r, "unit_spread")) for r in _inits(f) if r not in EQUAL}
     parts = []
     for name in equal:
         s = claims.mean(claims.get(f.table, name, "unit_spread"))
@@ -116,7 +144,7 @@ def _symmetric(f: claims.Findings) -> claims.Judgement:
 
 
 def _variance_kept(f: claims.Findings) -> claims.Judgement:
-    gains = {n: claims.mean(claims.get(f.table, n, "gain_max_log")) for n in f.table if n not in EQUAL}
+    gains = {n: claims.mean(claims.get(f.table, n, "gain_max_log")) for n in _inits(f) if n not in EQUAL}
     g = gains.get("lecun")
     if g is None:
         return claims.Judgement(claims.INCONCLUSIVE, "not measured")
@@ -127,11 +155,67 @@ def _variance_kept(f: claims.Findings) -> claims.Judgement:
     return claims.Judgement(claims.SUPPORTED if g <= limit else claims.CONTRADICTED, text, {"gains": gains})
 
 
+def _sparse_as_good(f: claims.Findings) -> claims.Judgement:
+    scaled = [n for n in SCALED if n in f.table]
+    if "sparse" not in f.table or not scaled:
+        return claims.Judgement(claims.INCONCLUSIVE, "sparse and a variance-scaled initialization "
+                                                     "not both measured (see --inits)")
+    acc = lambda n: claims.get(f.table, n, "test_accuracy")  # noqa: E731
+    return claims.every([claims.not_worse("sparse", acc("sparse"), n, acc(n)) for n in scaled],
+                        [f"vs {n}" for n in scaled])
+
+
+def fewer(a_label: str, a_values, b_label: str, b_values) -> claims.Judgement:
+    """mean(a) < mean(b), as `claims.smaller`, but inconclusive when both are exactly 0
+    in every seed (nothing to reduce)."""
+    if claims.finite(a_values) and claims.finite(b_values) and not any(
+            claims.finite(a_values) + claims.finite(b_values)):
+        return claims.Judgement(claims.INCONCLUSIVE, f"{a_label} 0 and {b_label} 0 in every seed: "
+                                                     "nothing to reduce", {"a": 0.0, "b": 0.0})
+    return claims.smaller(a_label, a_values, b_label, b_values)
+
+
+def _bias_names(f: claims.Findings):
+    names = f.facts.get("biases")
+    if not names or not all(n in f.table for n in names.values()):
+        return None
+    return names["positive"], names["zero"]
+
+
+def _bias_fewer_dead(f: claims.Findings) -> claims.Judgement:
+    names = _bias_names(f)
+    if names is None:
+        return claims.Judgement(claims.INCONCLUSIVE, "the ReLU MLPs with bias 0 and a positive bias "
+                                                     "not both measured")
+    positive, zero = names
+    dead = lambda n, key: claims.get(f.table, n, key)  # noqa: E731
+    return claims.every([fewer(positive, dead(positive, key), zero, dead(zero, key))
+                         for key in ("dead_init", "dead_end")],
+                        ["dead share of the worst layer at initialisation", "after training"])
+
+
+def _bias_faster(f: claims.Findings) -> claims.Judgement:
+    names = _bias_names(f)
+    if names is None:
+        return claims.Judgement(claims.INCONCLUSIVE, "the ReLU MLPs with bias 0 and a positive bias "
+                                                     "not both measured")
+    positive, zero = names
+    return claims.faster(f.table, [positive], [zero], report.target_key(BIAS_TARGET),
+                         f.facts.get("bias_budget", 0))
+
+
 CLAIMS = (
     claims.Claim("equal initial weights (zeros, a constant) keep the hidden units identical", _symmetric),
     claims.Claim("1/sqrt(n) (LeCun) keeps each layer's output variance near its input variance "
                  "(variance gain var_out/var_in per layer at initialisation within 0.5-2), across "
                  "layers", _variance_kept),
+    claims.Claim("sparse initialization (Martens, 2010: 15 nonzero N(0, 1) incoming weights per unit, "
+                 "the rest 0) trains a network as accurate as LeCun, Xavier and He initialization "
+                 f"(test accuracy at most {100 * claims.AS_ACCURATE_MARGIN:g} points lower)", _sparse_as_good),
+    claims.Claim("a small positive bias (0.01) for ReLU units leaves fewer dead units than bias 0, at "
+                 "initialisation and after training", _bias_fewer_dead),
+    claims.Claim(f"a small positive bias (0.01) for ReLU units makes the network reach "
+                 f"{100 * BIAS_TARGET:g}% training error in fewer steps than bias 0", _bias_faster),
 )
 
 
@@ -177,6 +261,46 @@ def draw(session, results) -> list:
                                  dataset=c.dataset)]
 
 
+def relu_mlp(num_classes: int, depth: int, width: int, bias: float) -> fcnn.Layer:
+    """Flatten, `depth` x [dense `width` (He-normal kernel, every bias `bias`) - ReLU],
+    dense num_classes (He-normal, bias 0)."""
+    bias_init = initializers.constant(bias) if bias else initializers.zeros
+    layers = [fcnn.Flatten()]
+    for _ in range(depth):
+        layers += [fcnn.Dense(width, kernel_init=initializers.he_normal, bias_init=bias_init), fcnn.Relu()]
+    layers.append(fcnn.Dense(num_classes, kernel_init=initializers.he_normal))
+    return fcnn.serial(*layers)
+
+
+def measure_units(results) -> dict:
+    """Per variant: the dead share of the worst hidden layer at initialisation and after
+    training, and the mean active share at initialisation (units probe)."""
+    def at(r, key, index):  # (layers, seeds)
+        return np.array([[np.nan if v is None else v for v in probes.probe_at(r, f"{key}/{layer}", index)]
+                         for layer in probes.probe_layers(r, "dead")], float)
+
+    metrics = {}
+    for name, r in results.items():
+        with np.errstate(all="ignore"):
+            metrics[name] = {"dead_init": [float(v) for v in np.nanmax(at(r, "dead", 0), axis=0)],
+                             "dead_end": [float(v) for v in np.nanmax(at(r, "dead", -1), axis=0)],
+                             "active_init": [float(v) for v in np.nanmean(at(r, "active", 0), axis=0)]}
+    return metrics
+
+
+def draw_biases(session, results) -> list:
+    c = session.config
+    return [plots.layer_bars(session.path("relu_bias_units.png"), results,
+                             [("dead", 0, "dead fraction"), ("dead", -1, "dead fraction"),
+                              ("active", 0, "active fraction")],
+                             title=f"ReLU MLP, hidden bias 0 vs {c.relu_bias:g} ({c.dataset})",
+                             caption="dead and active ReLU units per layer, bias 0 vs a small positive bias"),
+            plots.training_error(session.path("relu_bias_train_error.png"), results, study="initialization",
+                                 dataset=c.dataset, targets=(BIAS_TARGET,),
+                                 title=f"ReLU MLP training error, hidden bias 0 vs {c.relu_bias:g} "
+                                       f"({c.dataset})")]
+
+
 def run(session: study.Session) -> study.Outcome:
     c = session.config
     num_classes = session.data.get().num_classes
@@ -184,22 +308,39 @@ def run(session: study.Session) -> study.Outcome:
                                                        kernel_init=INITS[n]),
                                      probe=variance_probe, probe_every=10 ** 9, info={"init": n})
                              for n in c.inits])
+    biases = {"zero": bias_name(0.0), "positive": bias_name(c.relu_bias)}
+    bias_results = session.train([Variant(name=bias_name(b), model=relu_mlp(num_classes, c.depth, c.width, b),
+                                          probe=probes.units_probe, probe_every=10 ** 9,
+                                          info={"activation": "relu", "bias": b})
+                                  for b in (0.0, c.relu_bias)], targets=(BIAS_TARGET,))
     layers = probes.probe_layers(next(iter(results.values())), "var_out")
+    metrics = dict(measure(results), **measure_units(bias_results))
     return study.Outcome(
-        metrics=measure(results),
+        metrics=metrics,
         columns=[report.Column("unit_spread", "unit spread (after training)", ".3g"),
                  report.Column("gain_max_log", "max |log gain| (init)", ".3g"),
                  *[report.Column(f"gain/{layer}", f"gain {layer}", ".3g") for layer in layers],
-                 report.TEST_ACCURACY],
+                 report.TEST_ACCURACY,
+                 report.Column("dead_init", "dead (worst layer, init)", ".3f"),
+                 report.Column("dead_end", "dead (worst layer, end)", ".3f"),
+                 report.Column("active_init", "active share (init)", ".3f"),
+                 report.steps_to_column(BIAS_TARGET)],
+        facts={"inits": list(c.inits), "biases": biases,
+               "bias_budget": max(r.total_steps for r in bias_results.values())},
         notes=[f"tanh MLP: {c.depth} hidden layers of {c.width} units, biases zero, SGD momentum 0.9; "
-               f"constant = {CONSTANT}; variances over a held-out validation batch at initialisation."],
-        plots=draw(session, results))
+               f"constant = {CONSTANT}; sparse = 15 nonzero N(0, 1) incoming weights per unit; "
+               f"variances over a held-out validation batch at initialisation.",
+               f"relu bias rows: a ReLU MLP of the same depth and width, He-normal kernels, hidden "
+               f"biases 0 or {c.relu_bias:g}, SGD momentum 0.9, lr {c.lr:g}; dead = never active on the "
+               f"held-out batch."],
+        plots=draw(session, results) + draw_biases(session, bias_results))
 
 
 STUDY = study.Study(
     name="initialization",
-    description="Zeros, constant, 0.01*randn, LeCun, Xavier and He initialization of a tanh MLP: "
-                "symmetry, variance per layer, accuracy.",
+    description="Zeros, constant, 0.01*randn, LeCun, Xavier, He and sparse initialization of a tanh "
+                "MLP: symmetry, variance per layer, accuracy; a ReLU MLP with bias 0 vs a small "
+                "positive bias: dead units and speed.",
     config=Config, claims=CLAIMS, run=run,
 )
 

@@ -186,13 +186,17 @@ def test_dead_relu_claims():
     assert judge("dead_relu", table, facts)[0] == INCONCLUSIVE
 
 
+# The studies' later claims are tested in tests/test_claims_more.py and test_claims_new.py;
+# the tables here hold only the numbers of the first ones.
+
+
 def test_dropout_claims():
     facts = {"baseline": "rate=0", "dropped": ["rate=0.5"]}
     table = {"rate=0": {"gap": [0.2, 0.22]}, "rate=0.5": {"gap": [0.05, 0.06]}}
-    assert judge("dropout", table, facts) == [SUPPORTED]
+    assert judge("dropout", table, facts)[:1] == [SUPPORTED]
     table["rate=0.5"]["gap"] = [0.3, 0.31]
-    assert judge("dropout", table, facts) == [CONTRADICTED]
-    assert judge("dropout", table, {"baseline": "rate=0.5", "dropped": []}) == [INCONCLUSIVE]
+    assert judge("dropout", table, facts)[:1] == [CONTRADICTED]
+    assert judge("dropout", table, {"baseline": "rate=0.5", "dropped": []})[:1] == [INCONCLUSIVE]
 
 
 def test_batchnorm_claims():
@@ -203,13 +207,13 @@ def test_batchnorm_claims():
              "plain lr=1": {steps: [None, None], "stable": [0.0, 0.0]},
              "bn lr=0.1": {steps: [200, 200], "stable": [1.0, 1.0]},
              "bn lr=1": {steps: [100, 100], "stable": [1.0, 1.0]}}
-    result = verdicts("batchnorm", table, facts)
+    result = verdicts("batchnorm", table, facts)[:2]  # the sweep's claims; the rest: test_claims_more
     assert [r.status for r in result] == [SUPPORTED, SUPPORTED]
     assert result[1].numbers == {"plain": 0.1, "bn": 1.0}
     table["bn lr=1"] = {steps: [None, None], "stable": [0.0, 0.0]}
     table["bn lr=0.1"] = {steps: [800, 800], "stable": [1.0, 1.0]}
     table["plain lr=1"] = {steps: [300, 300], "stable": [1.0, 1.0]}
-    assert judge("batchnorm", table, facts) == [CONTRADICTED, CONTRADICTED]
+    assert judge("batchnorm", table, facts)[:2] == [CONTRADICTED, CONTRADICTED]
 
 
 def test_group_norm_claims():
@@ -226,10 +230,10 @@ def test_group_norm_claims():
 def test_initialization_claims():
     table = {"zeros": {"unit_spread": [0.0]}, "lecun": {"unit_spread": [1.2], "gain_max_log": [0.2]},
              "normal(0.01)": {"unit_spread": [1.0], "gain_max_log": [4.4]}}
-    assert judge("initialization", table) == [SUPPORTED, SUPPORTED]
+    assert judge("initialization", table)[:2] == [SUPPORTED, SUPPORTED]
     table["zeros"]["unit_spread"] = [0.5]
     table["lecun"]["gain_max_log"] = [1.5]
-    assert judge("initialization", table) == [CONTRADICTED, CONTRADICTED]
+    assert judge("initialization", table)[:2] == [CONTRADICTED, CONTRADICTED]
 
 
 def test_loss_slowdown_and_input_normalization_claims():
@@ -239,9 +243,9 @@ def test_loss_slowdown_and_input_normalization_claims():
     swapped = {"quadratic": table["cross_entropy"], "cross_entropy": table["quadratic"]}
     assert judge("loss_slowdown", swapped, {"budget": 500}) == [CONTRADICTED, CONTRADICTED]
     table = {"raw": {"steps_to_10": [900, 910]}, "standardized": {"steps_to_10": [100, 105]}}
-    assert judge("input_normalization", table, {"budget": 1000}) == [SUPPORTED]
+    assert judge("input_normalization", table, {"budget": 1000})[:1] == [SUPPORTED]
     table = {"raw": {"steps_to_10": [50, 52]}, "standardized": {"steps_to_10": [100, 104]}}
-    assert judge("input_normalization", table, {"budget": 1000}) == [CONTRADICTED]
+    assert judge("input_normalization", table, {"budget": 1000})[:1] == [CONTRADICTED]
 
 
 def test_center_loss_schedule_batch_size_and_pooling_claims():
@@ -259,10 +263,10 @@ def test_center_loss_schedule_batch_size_and_pooling_claims():
     facts = {"sizes": (8, 512), "budget": 11}
     table = {"bs=8": {"time_per_epoch": [4.0], "epochs_to_target": [2]},
              "bs=512": {"time_per_epoch": [0.5], "epochs_to_target": [9]}}
-    assert judge("batch_size", table, facts) == [SUPPORTED, SUPPORTED]
+    assert judge("batch_size", table, facts)[:2] == [SUPPORTED, SUPPORTED]
     table = {"bs=8": {"time_per_epoch": [0.1], "epochs_to_target": [9]},
              "bs=512": {"time_per_epoch": [0.5], "epochs_to_target": [2]}}
-    assert judge("batch_size", table, facts) == [CONTRADICTED, CONTRADICTED]
+    assert judge("batch_size", table, facts)[:2] == [CONTRADICTED, CONTRADICTED]
 
     sensitive = {"feature_shift": [0.9, 0.91], "prediction_shift": [0.3, 0.31],
                  "feature_warp": [0.5, 0.51], "gap": [0.05, 0.051]}

@@ -114,6 +114,15 @@ class SparseTest(parameterized.TestCase):
         self.assertGreater(len(patterns), 290)
         self.assertAlmostEqual(w[w != 0].std(), 0.5, delta=0.02)
 
+    def test_default_is_martens_fifteen_unit_gaussian_weights_per_unit(self):
+        """Martens (2010): each unit has 15 nonzero incoming weights drawn N(0, 1); the
+        default and the registered name "sparse" are that."""
+        for make in (init.sparse(), init.get("sparse")):
+            w = np.asarray(make(KEY, (784, 500)))
+            np.testing.assert_array_equal((w != 0).sum(axis=0), 15)
+            self.assertAlmostEqual(w[w != 0].std(), 1.0, delta=0.03)
+            self.assertAlmostEqual(w[w != 0].mean(), 0.0, delta=0.03)
+
     def test_too_many_connections(self):
         with pytest.raises(ValueError, match=r"num_connections=15: larger than the 10 inputs"):
             init.sparse(15)(KEY, (10, 4))

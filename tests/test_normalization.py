@@ -485,6 +485,20 @@ class BatchNormTest(chex.TestCase):
         want = (x - x.mean(0, keepdims=True)) / np.sqrt(x.var(0, keepdims=True) + EPS)
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-6)
 
+    @parameterized.parameters((F64, 1e-12), (jnp.float32, 1e-5))
+    def test_scale_and_bias_can_restore_the_input(self, dtype, tol):
+        """gamma = sqrt(var_B + epsilon), beta = mu_B undo the normalization of that
+        batch (Ioffe & Szegedy, 2015, section 3): BatchNorm can represent the identity."""
+        shape = (8, 3, 3, 4)
+        x = jnp.asarray(randn(0, shape, 2.0, 3.0), dtype)
+        layer = BatchNorm(param_dtype=dtype)
+        _, _, state = layer.init(jax.random.PRNGKey(0), shape)
+        mu, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))  # the biased var_B (divided by m)
+        params = {"scale": jnp.sqrt(var + EPS), "bias": mu}
+        y, _ = jax.jit(lambda p, x: layer.apply(p, state, x, train=True))(params, x)
+        assert y.dtype == dtype
+        np.testing.assert_allclose(y, x, rtol=tol, atol=tol * 3.0)
+
     def test_jitted_training_step_traces_once(self):
         layer = BatchNorm()
         _, params, state = layer.init(jax.random.PRNGKey(0), (-1, 4, 2))

@@ -149,3 +149,63 @@ def test_wrapper_rejects_layers_without_a_kernel():
     _, params, state = layer.init(jax.random.PRNGKey(0), (2, 3))
     with pytest.raises(ValueError, match=r"params has no \['g'\]"):
         layer.apply({"v": params["v"]}, state, jnp.ones((2, 3)), train=False)
+
+
+# Data-dependent initialization (Salimans & Kingma, 2016, section 3)
+
+from fcnn.layers.base import apply_with_intermediates  # noqa: E402
+from fcnn.layers.weight_norm import data_dependent_init  # noqa: E402
+
+
+def _ddi_model(use_bias=True):
+    return fcnn.serial(
+        fcnn.WeightNorm(fcnn.Conv(4, 3, use_bias=use_bias, param_dtype=F64)), fcnn.Relu(),
+        fcnn.Flatten(), fcnn.WeightNorm(fcnn.Dense(5, param_dtype=F64)), fcnn.Relu(),
+        fcnn.Dense(3, param_dtype=F64))
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_data_dependent_init_standardizes_every_weight_normed_pre_activation(use_bias):
+    model = _ddi_model(use_bias)
+    x = 3.0 + 2.0 * randn(0, (16, 6, 6, 2))
+    _, params, state = model.init(jax.random.PRNGKey(0), x.shape)
+    new = data_dependent_init(model, params, state, x, epsilon=1e-12)
+    _, _, seen = apply_with_intermediates(model, new, state, x, train=False)
+    outputs = {item.path: np.asarray(item.value) for item in seen}
+    for path in ("0", "3"):  # both, the second on the output of the first as initialized
+        t = outputs[path].reshape(-1, outputs[path].shape[-1])
+        np.testing.assert_allclose(t.var(axis=0), 1.0, rtol=1e-8)
+        if use_bias or path == "3":
+            np.testing.assert_allclose(t.mean(axis=0), 0.0, atol=1e-8)
+    # the directions v and every other parameter are kept; only g and the biases move
+    for path in ("0", "3"):
+        np.testing.assert_array_equal(new[path]["v"], params[path]["v"])
+    chex.assert_trees_all_equal(new["5"], params["5"])
+    assert set(new["0"]) == set(params["0"])
+    # the formula: g = 1 / sigma, bias = -mu / sigma of t = x . v / ||v|| (layer 0 sees x)
+    v = np.asarray(params["0"]["v"])
+    unit = {k: p for k, p in params["0"].items() if k not in ("v", "g")}
+    unit["kernel"] = v / np.sqrt((v.reshape(-1, 4) ** 2).sum(0))
+    if use_bias:
+        unit["bias"] = np.zeros(4)
+    t = np.asarray(fcnn.Conv(4, 3, use_bias=use_bias).apply(unit, {}, x, train=False)[0]).reshape(-1, 4)
+    np.testing.assert_allclose(new["0"]["g"], 1 / t.std(axis=0), rtol=1e-8)
+    if use_bias:
+        np.testing.assert_allclose(new["0"]["bias"], -t.mean(axis=0) / t.std(axis=0), rtol=1e-8)
+
+
+def test_data_dependent_init_refuses_models_it_cannot_initialize():
+    x = jnp.ones((4, 3))
+    plain = fcnn.serial(fcnn.Dense(2), fcnn.Relu())
+    _, params, state = plain.init(jax.random.PRNGKey(0), x.shape)
+    with pytest.raises(ValueError, match=r"has no WeightNorm layer to initialize; wrap"):
+        data_dependent_init(plain, params, state, x)
+    hidden = fcnn.serial(fcnn.fan_out(2), fcnn.parallel(fcnn.WeightNorm(fcnn.Dense(2)),
+                                                        fcnn.Dense(2)), fcnn.fan_in_sum())
+    _, params, state = hidden.init(jax.random.PRNGKey(0), x.shape)
+    with pytest.raises(ValueError, match=r"1 of the 1 WeightNorm layers .* other than serial"):
+        data_dependent_init(hidden, params, state, x)
+    model = _ddi_model()
+    _, params, state = model.init(jax.random.PRNGKey(0), (2, 5, 5, 2))
+    with pytest.raises(ValueError, match=r"epsilon"):
+        data_dependent_init(model, params, state, jnp.ones((2, 5, 5, 2)), epsilon=0.0)

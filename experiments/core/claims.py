@@ -15,8 +15,8 @@ measured means order as the claim says, "contradicted" when they order the other
 way, "inconclusive" when the numbers cannot decide (nothing reached, or a difference
 within the spread across seeds, which is then named in the evidence). With a single
 seed there is no spread to compare a difference with, so a claim is never more than
-inconclusive then. The generic checks below (faster, smaller, smallest, within,
-decreasing, majority) are pure: tests feed them hand-made tables.
+inconclusive then. The generic checks below (faster, smaller, higher, not_worse,
+smallest, within, decreasing, majority, every) are pure: tests feed them hand-made tables.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 STATUSES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE)
+AS_ACCURATE_MARGIN = 0.005  # "as accurate": at most half a point of test accuracy lower
 
 Table = Mapping[str, Mapping[str, Sequence]]
 
@@ -283,6 +284,46 @@ def decreasing(label: str, sequence: Sequence[float], *, factor: float = 1.0) ->
     if steps:
         text += f" (layer-to-layer ratios {', '.join(fmt(s, 2) for s in steps)})"
     return Judgement(SUPPORTED if ok else CONTRADICTED, text, {"sequence": seq, "ratios": steps})
+
+
+def higher(a_label: str, a_values, b_label: str, b_values) -> Judgement:
+    """mean(a) > mean(b); inconclusive when the difference is within the seed spread."""
+    j = smaller(b_label, b_values, a_label, a_values)
+    a, b = mean(a_values), mean(b_values)
+    text = (f"{a_label} {fmt(a)} (+/- {fmt(spread(a_values), 2)}) vs {b_label} {fmt(b)} "
+            f"(+/- {fmt(spread(b_values), 2)})")
+    if j.status == INCONCLUSIVE and a is not None and b is not None:
+        text += " (difference within the spread over seeds)"
+    elif a is None or b is None:
+        text = j.evidence
+    return Judgement(j.status, text, {"a": a, "b": b})
+
+
+def not_worse(a_label: str, a_values, b_label: str, b_values, *,
+              margin: float = AS_ACCURATE_MARGIN) -> Judgement:
+    """mean(a) is at most `margin` below mean(b): "a is as good as b".
+
+    Supported when a is higher or lower by at most `margin`; contradicted when lower by
+    more than `margin` plus the seed spread; inconclusive in between.
+    """
+    a, b = mean(a_values), mean(b_values)
+    if a is None or b is None:
+        return Judgement(INCONCLUSIVE,
+                         f"{a_label} {fmt(a)}, {b_label} {fmt(b)}: not measured in every seed")
+    noise = spread(a_values) + spread(b_values)
+    short = b - a
+    text = (f"{a_label} {fmt(a)} (+/- {fmt(spread(a_values), 2)}) vs {b_label} "
+            f"{fmt(b)} (+/- {fmt(spread(b_values), 2)})")
+    numbers = {"a": a, "b": b, "margin": margin}
+    if short <= margin:
+        if short > 0:
+            text += f" (lower by {fmt(short, 2)}, within the margin {fmt(margin)})"
+        return Judgement(SUPPORTED, text, numbers)
+    if short > margin + noise:
+        return Judgement(CONTRADICTED, text + f" (lower by {fmt(short, 2)}: more than the "
+                                              f"margin {fmt(margin)} plus the seed spread)", numbers)
+    return Judgement(INCONCLUSIVE, text + f" (lower by {fmt(short, 2)}: more than the margin "
+                                          f"{fmt(margin)}, but within the spread over seeds)", numbers)
 
 
 def statuses(verdicts: Sequence[Verdict]) -> dict[str, int]:

@@ -35,7 +35,7 @@ from fcnn.losses import softmax_cross_entropy
 from fcnn.train import optimizers, population
 from fcnn.train.engine import train_steps
 from fcnn.train.evaluation import eval_batches, evaluate_batches
-from fcnn.train.step import make_eval_step, make_train_step
+from fcnn.train.step import init_opt_state, make_eval_step, make_train_step
 
 from experiments.core.report import jsonable, number, target_key
 
@@ -81,6 +81,13 @@ class Variant:
       eval_train: also evaluate on the training examples after every epoch (the gap).
       vmap: False when the seeds cannot be batched (they are then trained in turn).
       info: shown in config.json and available to the study's analysis.
+      init: seed -> (params, state), used instead of `model.init(PRNGKey(seed), ...)`
+        (e.g. pre-trained weights with a new classifier); None: model.init.
+      trainable: a mask of Python bools with the structure of params
+        (`fcnn.train.trainable_mask`): only the True leaves train, the optimizer
+        state covers only them (`make_train_step`'s `trainable`); None: all train.
+      augment: (rng, image) -> image, applied to every training image inside the
+        compiled step (`make_train_step`'s `augment`, e.g. `fcnn.augment.chain(...)`).
     """
 
     name: str
@@ -99,6 +106,9 @@ class Variant:
     eval_train: bool = False
     vmap: bool = True
     info: Mapping[str, Any] = field(default_factory=dict)
+    init: Callable[[int], tuple[Any, Any]] | None = None
+    trainable: Any = None
+    augment: Callable | None = None
 
     def learning_rates(self, default: float) -> tuple[float, ...]:
         if self.lr is None:
@@ -210,8 +220,19 @@ class DataStore:
     def __init__(self, config):
         self.config = config
         self._cache: dict = {}
+        self._derived: dict[str, Callable] = {}
+
+    def derive(self, key: str, make: Callable[["DataStore"], Any]) -> None:
+        """Serves `make(self)` (a Dataset, built on first use from the loaded ones) under
+        `key`, the name a `Variant.normalize` gives: a study's own inputs (whitened
+        pixels, a subset of the classes)."""
+        self._derived[key] = make
 
     def get(self, normalize: str | None = "standardize"):
+        if normalize in self._derived:
+            if normalize not in self._cache:
+                self._cache[normalize] = self._derived[normalize](self)
+            return self._cache[normalize]
         if normalize not in self._cache:
             c = self.config
             ds = load_dataset(c.dataset, c.data_dir, normalize=normalize,
@@ -223,7 +244,8 @@ class DataStore:
         return self._cache[normalize]
 
     def describe(self) -> dict:
-        ds = self.get(next(iter(self._cache), "standardize"))
+        loaded = [k for k in self._cache if k not in self._derived]
+        ds = self.get(loaded[0] if loaded else "standardize")
         return {"name": ds.name, "train": int(ds.train.labels.shape[0]),
                 "validation": int(ds.validation.labels.shape[0]) if ds.validation else 0,
                 "test": int(ds.test.labels.shape[0]), "image_shape": list(ds.image_shape),
@@ -282,7 +304,8 @@ class _Programs:
         self.optimizer = variant.optimizer(rate)
         model, loss_fn = variant.model, variant.loss_fn
         objective = variant.objective(model, loss_fn) if variant.objective else None
-        step = make_train_step(model, loss_fn, self.optimizer, objective=objective, jit=False)
+        step = make_train_step(model, loss_fn, self.optimizer, objective=objective,
+                               trainable=variant.trainable, augment=variant.augment, jit=False)
         evaluate = make_eval_step(model, loss_fn, jit=False)
         probe = variant.probe(model, loss_fn) if variant.probe else None
         if batched:
@@ -304,8 +327,12 @@ def _train_members(variant: Variant, config, programs: _Programs, members, train
     spe = iterator.steps_per_epoch
     seeds = [seed for seed, _ in members]
     values = None if variant.schedule else {"learning_rate": [lr for _, lr in members]}
-    params, state, opt_state = population.init_population(
-        variant.model, programs.optimizer, input_shape, seeds, hyperparams=values)
+    if variant.init is None:
+        params, state, opt_state = population.init_population(
+            variant.model, programs.optimizer, input_shape, seeds, hyperparams=values,
+            trainable=variant.trainable)
+    else:
+        params, state, opt_state = _init_given(variant, programs.optimizer, seeds, values)
     rng = population.seed_keys(seeds)
     if not batched:
         (params, state, opt_state), rng = population.member((params, state, opt_state), 0), rng[0]
@@ -340,6 +367,20 @@ def _train_members(variant: Variant, config, programs: _Programs, members, train
     if not batched:
         host = jax.tree.map(lambda a: np.asarray(a)[None], host)
     return record.finish(spe, epochs, host, programs.step.compile_time)
+
+
+def _init_given(variant: Variant, optimizer, seeds, values):
+    """(params, state, opt_state) stacked over members from `variant.init(seed)`, as
+    `population.init_population` stacks `model.init`."""
+    members = []
+    for seed in seeds:
+        params, state = variant.init(seed)
+        members.append(jax.device_get((params, state, init_opt_state(optimizer, params, variant.trainable))))
+    params, state, opt_state = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *members))
+    if values:
+        opt_state = population.set_hyperparams(opt_state, {k: np.asarray(v, np.float64)
+                                                           for k, v in values.items()})
+    return params, state, opt_state
 
 
 class _Record:
