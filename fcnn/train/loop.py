@@ -470,6 +470,42 @@ def _tensorboard(run: _RunDir | None, enabled: bool):
     return SummaryWriter(os.path.join(run.path, "tensorboard"))
 
 
+def _checked_data(model, optimizer, params, trainable, train_data, eval_data, batch_size, seed,
+                  balanced, data_device):
+    """(BatchIterator over train_data, eval (images, labels) or None), after checking the
+    arrays, the labels against the model's outputs and the optimizer's direction."""
+    images, labels = split_arrays(train_data, "train_data")
+    eval_arrays = split_arrays(eval_data, "eval_data")
+    # Built first: it validates batch_size, seed and the arrays before any compile.
+    iterator = BatchIterator(images, labels, batch_size, seed=seed, drop_last=True,
+                             balanced=balanced, device=data_device)
+    check_labels(model, None, np.shape(images), labels, name="train_data labels",
+                 logits_only=False)
+    if eval_arrays is not None:
+        check_labels(model, None, np.shape(eval_arrays[0]), eval_arrays[1], name="eval_data labels",
+                     logits_only=False)
+    if optimizer is not None:
+        check_descends(optimizer, params, trainable)
+    return iterator, eval_arrays
+
+
+def _start(job, pos, resume, overwrite: bool, mesh):
+    """The position training starts from: `pos`, or the checkpoint `resume` names, with
+    the run folder, callbacks and data order set to match."""
+    pos = _restore(job.run, resume, pos, job.run_info)
+    if mesh is not None:  # every process holds the same values: replicate them on the mesh
+        pos.params, pos.state, pos.opt_state = parallel.replicate(
+            (pos.params, pos.state, pos.opt_state), mesh)
+    if pos.checkpoint is None and job.run is not None:
+        job.run.start_fresh(overwrite)
+    elif pos.checkpoint is not None and job.progress:
+        tqdm.write(f"resumed from step {pos.step} ({pos.checkpoint})", file=sys.stderr)
+    for callback, saved in zip([cb for cb in job.callbacks if hasattr(cb, "state")], pos.callbacks):
+        callback.restore(saved)
+    job.iterator.seek(pos.data)
+    return pos
+
+
 def fit(
     model,
     loss_fn,
@@ -552,18 +588,8 @@ def fit(
         parallel.check_divisible(positive_int(batch_size, "batch_size"), mesh)
         data_device = parallel.batch_sharding(mesh)
     main = parallel.is_main_process()
-    images, labels = split_arrays(train_data, "train_data")
-    eval_arrays = split_arrays(eval_data, "eval_data")
-    # Built first: it validates batch_size, seed and the arrays before any compile.
-    iterator = BatchIterator(images, labels, batch_size, seed=seed, drop_last=True,
-                             balanced=balanced, device=data_device)
-    check_labels(model, None, np.shape(images), labels, name="train_data labels",
-                 logits_only=False)
-    if eval_arrays is not None:
-        check_labels(model, None, np.shape(eval_arrays[0]), eval_arrays[1], name="eval_data labels",
-                     logits_only=False)
-    if optimizer is not None:
-        check_descends(optimizer, params, trainable)
+    iterator, eval_arrays = _checked_data(model, optimizer, params, trainable, train_data, eval_data,
+                                          batch_size, seed, balanced, data_device)
     if train_step is None:
         options = dict(trainable=trainable, penalty=penalty, augment=augment, check_finite=check_finite)
         train_step = (make_train_step(model, loss_fn, optimizer, **options) if mesh is None else
@@ -583,18 +609,8 @@ def fit(
     params, state = jax.tree.map(jnp.copy, params), jax.tree.map(jnp.copy, state)
     opt_state = (init_opt_state(optimizer, params, trainable) if opt_state is None
                  else jax.tree.map(jnp.copy, opt_state))
-    pos = _restore(run, resume, _Position(params, state, opt_state, jax.random.PRNGKey(seed)),
-                   job.run_info)
-    if mesh is not None:  # every process holds the same values: replicate them on the mesh
-        pos.params, pos.state, pos.opt_state = parallel.replicate(
-            (pos.params, pos.state, pos.opt_state), mesh)
-    if pos.checkpoint is None and run is not None:
-        run.start_fresh(overwrite)
-    elif pos.checkpoint is not None and progress:
-        tqdm.write(f"resumed from step {pos.step} ({pos.checkpoint})", file=sys.stderr)
-    for callback, saved in zip([cb for cb in callbacks if hasattr(cb, "state")], pos.callbacks):
-        callback.restore(saved)
-    iterator.seek(pos.data)
+    pos = _start(job, _Position(params, state, opt_state, jax.random.PRNGKey(seed)), resume,
+                 overwrite, mesh)
     try:
         return _train(job, pos, on_nonfinite)
     except KeyboardInterrupt:
