@@ -278,8 +278,8 @@ def main(study: Study, argv: Sequence[str] | None = None) -> int:
     parser = study.parser()
     args = parser.parse_args(argv)
     try:
-        if argv is None:  # a real command line: restart once with tcmalloc if installed
-            allocator.use_tcmalloc()
+        if argv is None:  # a real command line: restart once with tcmalloc or mimalloc
+            allocator.use_fast_allocator()
         session = Session(study, config_lib.resolve(study.config, args))
         session.command = " ".join([session.command, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
         session.check()

@@ -137,6 +137,10 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # a real command line: restart once with tcmalloc or mimalloc
+        from fcnn import allocator
+
+        allocator.use_fast_allocator()
     from fcnn.train import parallel
 
     parallel.initialize()  # a multi-process run started by python -m fcnn.launch, if any
