@@ -11,8 +11,8 @@ import numpy as np
 
 from fcnn import _checks, initializers
 from fcnn.layers.base import CONVOLUTION, Layer, check_train_flag
+from fcnn.ops.conv import RANKS
 from fcnn.ops.conv_transpose import (
-    RANKS,
     SAME_FIXES_OUTPUT_PADDING,
     conv_transpose,
     conv_transpose_output_shape,

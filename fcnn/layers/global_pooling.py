@@ -7,6 +7,7 @@ import numpy as np
 
 from fcnn import _checks
 from fcnn.layers.base import POOLING, Layer, check_train_flag
+from fcnn.layers.pooling import global_pool_layer
 from fcnn.ops.pooling import adaptive_avg_pool, adaptive_avg_pool_output_shape, global_max_pool
 
 __all__ = ["AdaptiveAvgPool", "GlobalMaxPool"]
@@ -18,21 +19,7 @@ def GlobalMaxPool(backward="custom") -> Layer:  # noqa: N802
     The gradient goes to the first maximum in row-major order (the tie rule of
     `MaxPool`). No params, no state. See `fcnn.ops.pooling.global_max_pool`.
     """
-    backward = _checks.check_backward(backward)
-    name = "GlobalMaxPool"
-
-    def init(rng, input_shape):
-        del rng
-        input_shape = tuple(input_shape)
-        _checks.check_rank(input_shape, (3, 4, 5), "input_shape", name)
-        return (input_shape[0], input_shape[-1]), {}, {}
-
-    def apply(params, state, x, *, train, rng=None):
-        del params, rng
-        check_train_flag(train, name)
-        return global_max_pool(x, backward), state
-
-    return Layer(init, apply, name=name, role=POOLING)
+    return global_pool_layer("GlobalMaxPool", global_max_pool, backward)
 
 
 def AdaptiveAvgPool(output_size, backward="custom") -> Layer:  # noqa: N802

@@ -157,8 +157,12 @@ def GlobalAvgPool(backward="custom") -> Layer:  # noqa: N802
 
     No params, no state. See `fcnn.ops.pooling.global_avg_pool`.
     """
+    return global_pool_layer("GlobalAvgPool", global_avg_pool, backward)
+
+
+def global_pool_layer(name: str, op, backward: str) -> Layer:
+    """The layer of a global pooling op `op(x, backward)`: (N, *S, C) -> (N, C)."""
     backward = _checks.check_backward(backward)
-    name = "GlobalAvgPool"
 
     def init(rng, input_shape):
         del rng
@@ -169,6 +173,6 @@ def GlobalAvgPool(backward="custom") -> Layer:  # noqa: N802
     def apply(params, state, x, *, train, rng=None):
         del params, rng
         check_train_flag(train, name)
-        return global_avg_pool(x, backward), state
+        return op(x, backward), state
 
     return Layer(init, apply, name=name, role=POOLING)

@@ -53,11 +53,12 @@ class ConvConfig(NamedTuple):
 # Shapes and validation (pure Python, before any array work)
 
 
-def _resolve(x_shape, kernel_shape, strides, padding, dilation, input_dilation, groups,
-             *, x_name="x", kernel_name="kernel", allow_unknown_batch=False):
-    """Validates a convolution and returns (ConvConfig, output shape)."""
+def check_shapes(x_shape, kernel_shape, groups, op: str, *, x_name="x", kernel_name="kernel",
+                 allow_unknown_batch=False):
+    """Checks an input (N, *spatial, C_in) against a kernel (*window, C_in // groups, C_out)
+    for `op` ("conv", "conv_transpose"); returns (batch, spatial, window, C_out, groups)."""
     x_shape, kernel_shape = tuple(x_shape), tuple(kernel_shape)
-    _checks.check_rank(x_shape, RANKS, x_name, "conv")
+    _checks.check_rank(x_shape, RANKS, x_name, op)
     ndim = len(x_shape) - 2
     if len(kernel_shape) != len(x_shape):
         raise ValueError(
@@ -88,6 +89,17 @@ def _resolve(x_shape, kernel_shape, strides, padding, dilation, input_dilation, 
         raise ValueError(
             KERNEL_CHANNELS.format(expected=k_in * groups, k_in=k_in, groups=groups, c_in=c_in)
         )
+    return batch, spatial, window, c_out, groups
+
+
+def _resolve(x_shape, kernel_shape, strides, padding, dilation, input_dilation, groups,
+             *, x_name="x", kernel_name="kernel", allow_unknown_batch=False):
+    """Validates a convolution and returns (ConvConfig, output shape)."""
+    x_shape, kernel_shape = tuple(x_shape), tuple(kernel_shape)
+    batch, spatial, window, c_out, groups = check_shapes(
+        x_shape, kernel_shape, groups, "conv", x_name=x_name, kernel_name=kernel_name,
+        allow_unknown_batch=allow_unknown_batch)
+    ndim = len(spatial)
     strides = _checks.spatial_tuple(strides, ndim, "strides")
     dilation = _checks.spatial_tuple(dilation, ndim, "dilation")
     input_dilation = _checks.spatial_tuple(input_dilation, ndim, "input_dilation")

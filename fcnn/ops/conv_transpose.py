@@ -42,11 +42,11 @@ import numpy as np
 from jax import lax
 
 from fcnn import _checks
+from fcnn.ops.conv import check_shapes
 from fcnn.ops.hand_rule import hand_rule
 
 __all__ = ["ConvTransposeConfig", "conv_transpose", "conv_transpose_output_shape"]
 
-RANKS = (3, 4, 5)
 _SPATIAL_LETTERS = {1: "W", 2: "HW", 3: "DHW"}
 
 SAME_FIXES_OUTPUT_PADDING = (
@@ -102,37 +102,10 @@ def _resolve_pads(padding, ndim, windows, strides, output_padding):
 def _resolve(x_shape, kernel_shape, strides, padding, output_padding, dilation, groups,
              *, x_name="x", kernel_name="kernel", allow_unknown_batch=False):
     """Validates a transposed convolution and returns (config, output shape)."""
-    x_shape, kernel_shape = tuple(x_shape), tuple(kernel_shape)
-    _checks.check_rank(x_shape, RANKS, x_name, "conv_transpose")
-    ndim = len(x_shape) - 2
-    if len(kernel_shape) != len(x_shape):
-        raise ValueError(
-            f"{kernel_name} has shape {kernel_shape} (rank {len(kernel_shape)}): expected "
-            f"rank {len(x_shape)}, (*window, C_in // groups, C_out) with {ndim} window "
-            f"dimension(s), for {x_name} of shape {x_shape}"
-        )
-    batch, spatial, c_in = x_shape[0], x_shape[1:-1], x_shape[-1]
-    window, k_in, c_out = kernel_shape[:-2], kernel_shape[-2], kernel_shape[-1]
-    if not (batch >= 0 or (allow_unknown_batch and batch == -1)):
-        raise ValueError(f"{x_name} has shape {x_shape}: the batch size must be >= 0")
-    if any(s < 1 for s in spatial) or c_in < 1:
-        raise ValueError(
-            f"{x_name} has shape {x_shape}: spatial sizes and channels must be positive"
-        )
-    if any(k < 1 for k in window) or k_in < 1 or c_out < 1:
-        raise ValueError(f"{kernel_name} has shape {kernel_shape}: every entry must be positive")
-    groups = _checks.positive_int(groups, "groups")
-    for what, count in (("in_channels", c_in), ("out_channels", c_out)):
-        if count % groups:
-            raise ValueError(
-                f"groups={groups}: {what} (={count}) must be divisible by groups"
-            )
-    if k_in * groups != c_in:
-        raise ValueError(
-            f"kernel expects C_in={k_in * groups} (kernel in-channels {k_in} x groups "
-            f"{groups}), input has {c_in} channels; the kernel is (*window, C_in // groups, "
-            "C_out)"
-        )
+    batch, spatial, window, c_out, groups = check_shapes(
+        x_shape, kernel_shape, groups, "conv_transpose", x_name=x_name, kernel_name=kernel_name,
+        allow_unknown_batch=allow_unknown_batch)
+    ndim = len(spatial)
     strides = _checks.spatial_tuple(strides, ndim, "strides")
     dilation = _checks.spatial_tuple(dilation, ndim, "dilation")
     windows = tuple(_checks.dilated_size(k, d) for k, d in zip(window, dilation))
