@@ -140,3 +140,12 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
     assert result.returncode != 0
     assert "batch size 30 is not divisible by the 4 devices of the mesh" in result.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+@pytest.mark.parametrize("num_processes, process_id", [(2, 2), (2, -1), (0, 0)])
+def test_mismatched_process_counts_are_refused_before_joining(num_processes, process_id):
+    from fcnn.train import parallel
+
+    with pytest.raises(ValueError, match=rf"process_id={process_id}, num_processes={num_processes}: "
+                                         r"expected 0 <= process_id < num_processes"):
+        parallel.initialize("127.0.0.1:1", num_processes=num_processes, process_id=process_id)
