@@ -22,6 +22,9 @@ def test_recipe_trains_reports_and_resumes(cifar10_dir, tmp_path, capsys):
     assert len(summary["history"]) == 2 and 0.1 < summary["final_test_accuracy"] <= 1.0
     assert set(summary["time_to"]) == {"85%", "90%", "91.25%"}
     assert os.path.getsize(out / "curve.png") > 1000
+    report = (out / "report.md").read_text()
+    assert f"| final test accuracy | {100 * summary['final_test_accuracy']:.2f}% |" in report
+    assert summary["command"] in report
     assert os.listdir(out / "checkpoints" / "best")
     # two more epochs of the same run
     assert cifar10.main(argv[:2] + ["--epochs", "3"] + argv[4:] + ["--resume"]) == 0

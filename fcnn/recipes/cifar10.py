@@ -14,7 +14,7 @@ last ones, and resumes (`--resume`) bit-identically.
 What it reports (stdout and <out>/summary.json): the final test accuracy (the
 headline figure: the best epoch is picked on the test set, so it is shown only
 beside it), the wall time to reach 85%, 90% and the ResNet paper's 91.25% for
-ResNet-20, the time per epoch, and the curve (<out>/curve.png).
+ResNet-20, the time per epoch, the curve (<out>/curve.png) and <out>/report.md.
 """
 
 from __future__ import annotations
@@ -131,6 +131,43 @@ def plot_curve(path: str, history: list[dict], title: str) -> None:
     os.replace(path + ".tmp.png", path)
 
 
+PAPER_ACCURACY = {"resnet20": 0.9125, "resnet32": 0.9249, "resnet44": 0.9283, "resnet56": 0.9303,
+                  "resnet110": 0.9357}  # He et al. 2016, Table 6 (100 - error %)
+
+
+def write_report(out: str, summary: dict) -> str:
+    """Writes <out>/report.md from a run's summary (as `main` writes it): the command,
+    the accuracies, the time to each target and per epoch, and the curve."""
+    history, settings = summary["history"], summary["settings"]
+    seconds = summary["seconds_per_epoch"]
+    paper = PAPER_ACCURACY.get(summary["model"])
+    lines = [
+        f"# {summary['model']} on CIFAR-10", "",
+        f"Command: `{summary['command']}`", "",
+        f"{summary['parameters']:,} parameters; {len(history)} of {settings['epochs']} epochs of batch "
+        f"{settings['batch_size']}, peak learning rate {settings['lr']:g} ({settings['schedule']}, "
+        f"{settings['warmup_epochs']:g} warm-up epochs), L2 {settings['weight_decay']:g}, seed "
+        f"{settings['seed']}; pad-4 crop and horizontal flip.", "",
+        "| | value |", "|---|---|",
+        f"| final test accuracy | {100 * summary['final_test_accuracy']:.2f}% |",
+        f"| best epoch's test accuracy (picked on the test set: not a result) | "
+        f"{100 * summary['best_test_accuracy']:.2f}% |",
+    ]
+    if paper is not None:
+        lines.append(f"| the paper's (He et al. 2016, 64k iterations, about 164 epochs) | {100 * paper:.2f}% |")
+    for target, value in summary["time_to"].items():
+        lines.append(f"| training time to {target} test accuracy | "
+                     + (f"{value / 60:.1f} min |" if value else "not reached |"))
+    lines += [f"| time per epoch (median; evaluation included) | {sorted(seconds)[len(seconds) // 2]:.0f} s |",
+              f"| training time in all | {sum(seconds) / 60:.1f} min |", "",
+              "![test and training accuracy by epoch and by wall time](curve.png)", ""]
+    path = os.path.join(out, "report.md")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def main(argv=None) -> int:
     import signal
 
@@ -197,6 +234,7 @@ def main(argv=None) -> int:
         json.dump(summary, f, indent=1)
     os.replace(os.path.join(out, "summary.json.tmp"), os.path.join(out, "summary.json"))
     if history:
+        write_report(out, summary)
         plot_curve(os.path.join(out, "curve.png"), history,
                    f"{args.model} on CIFAR-10: test accuracy {100 * history[-1]['eval_accuracy']:.2f}% "
                    f"after {len(history)} epochs")
