@@ -169,14 +169,18 @@ def _missing(f: claims.Findings, *names: str) -> claims.Judgement | None:
     return None
 
 
-def _replaces_regularizers(f: claims.Findings) -> claims.Judgement:
-    missing = _missing(f, BN, BN_REG, REG)
+def _bn_not_worse_than(f: claims.Findings, *others: str) -> claims.Judgement:
+    """BatchNorm alone's test accuracy is not worse than each of `others`'."""
+    missing = _missing(f, BN, *others)
     if missing:
         return missing
     acc = functools.partial(_get, f, metric="test_accuracy")
-    return claims.every([claims.not_worse(BN, acc(BN), BN_REG, acc(BN_REG)),
-                         claims.not_worse(BN, acc(BN), REG, acc(REG))],
-                        [f"vs {BN_REG}", f"vs {REG}"])
+    return claims.every([claims.not_worse(BN, acc(BN), o, acc(o)) for o in others],
+                        [f"vs {o}" for o in others])
+
+
+def _replaces_regularizers(f: claims.Findings) -> claims.Judgement:
+    return _bn_not_worse_than(f, BN_REG, REG)
 
 
 def _regularizes(f: claims.Findings) -> claims.Judgement:
@@ -190,13 +194,7 @@ def _regularizes(f: claims.Findings) -> claims.Judgement:
 
 
 def _lrn_unnecessary(f: claims.Findings) -> claims.Judgement:
-    missing = _missing(f, BN, BN_LRN, LRN)
-    if missing:
-        return missing
-    acc = functools.partial(_get, f, metric="test_accuracy")
-    return claims.every([claims.not_worse(BN, acc(BN), BN_LRN, acc(BN_LRN)),
-                         claims.not_worse(BN, acc(BN), LRN, acc(LRN))],
-                        [f"vs {BN_LRN}", f"vs {LRN}"])
+    return _bn_not_worse_than(f, BN_LRN, LRN)
 
 
 def _before_relu(f: claims.Findings) -> claims.Judgement:
