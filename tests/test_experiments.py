@@ -246,3 +246,8 @@ def test_the_results_page_is_generated_from_the_committed_runs():
             assert os.path.isfile(os.path.join(root, dataset, study_name, "report.md"))
             for claim in summary["claims"]:
                 assert claim["status"] in ("supported", "contradicted", "inconclusive")
+    for dataset, by_run in page.load_recipes(root).items():
+        for run, summary in by_run.items():
+            for name in ("report.md", "curve.png"):
+                assert os.path.isfile(os.path.join(root, dataset, "recipes", run, name))
+            assert f"{100 * summary['final_test_accuracy']:.2f}%" in page.render(root)

@@ -6,8 +6,10 @@ committed runs.
 Runs are kept as docs/results/<dataset>/<study>/ (summary.json, report.md, plots, the
 command and wall time in summary.json). The page is one table per study: a row per
 claim, a column per dataset, each cell the verdict with its key numbers and a link to
-the report. It is generated, never written by hand; a test regenerates it and fails
-when the committed page differs.
+the report. Training recipes (`python -m fcnn.recipes.cifar10`) are kept as
+docs/results/<dataset>/recipes/<run>/ and listed in one table per dataset at the end.
+It is generated, never written by hand; a test regenerates it and fails when the
+committed page differs.
 """
 
 from __future__ import annotations
@@ -34,6 +36,50 @@ def load_runs(root: str) -> dict[str, dict[str, dict]]:
                 with open(path) as f:
                     runs.setdefault(study, {})[dataset] = json.load(f)
     return runs
+
+
+def load_recipes(root: str) -> dict[str, dict[str, dict]]:
+    """{dataset: {run: summary}} of every docs/results/<dataset>/recipes/<run>/summary.json."""
+    recipes: dict[str, dict[str, dict]] = {}
+    for dataset in sorted(os.listdir(root)):
+        folder = os.path.join(root, dataset, "recipes")
+        if not os.path.isdir(folder):
+            continue
+        for run in sorted(os.listdir(folder)):
+            path = os.path.join(folder, run, "summary.json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    recipes.setdefault(dataset, {})[run] = json.load(f)
+    return recipes
+
+
+def _minutes(seconds) -> str:
+    return "not reached" if seconds is None else f"{seconds / 60:.0f} min"
+
+
+def _recipe_lines(recipes: dict[str, dict[str, dict]]) -> list[str]:
+    """One table per dataset: a row per recipe run (model, size, length, accuracy, times)."""
+    lines = []
+    for dataset, by_run in recipes.items():
+        targets = sorted({t for s in by_run.values() for t in s["time_to"]}, key=lambda t: float(t[:-1]))
+        lines += [f"## Recipes on {dataset}", "",
+                  "Final test accuracy (the last epoch's, not the best one picked on the test set); "
+                  "training time (evaluation included) until the test accuracy first reached each "
+                  "target; median time per epoch.", "",
+                  "| run | model | parameters | epochs | final test accuracy | "
+                  + " | ".join(f"time to {t}" for t in targets)
+                  + " | per epoch | training time | command |",
+                  "|---|---|---|---|---|" + "---|" * len(targets) + "---|---|---|"]
+        for run, s in by_run.items():
+            seconds = sorted(s["seconds_per_epoch"])
+            median = seconds[len(seconds) // 2] if seconds else 0.0
+            lines.append(
+                f"| [{run}]({dataset}/recipes/{run}/report.md) | {s['model']} | {s['parameters']:,} | "
+                f"{len(s['history'])} of {s['settings']['epochs']} | {100 * s['final_test_accuracy']:.2f}% | "
+                + " | ".join(_minutes(s["time_to"].get(t)) for t in targets)
+                + f" | {median:.0f} s | {sum(seconds) / 60:.0f} min | `{s['command']}` |")
+        lines.append("")
+    return lines
 
 
 def _short(text: str) -> str:
@@ -74,6 +120,7 @@ def render(root: str) -> str:
             f"{summary.get('wall_time', 0) / 60:.1f} min, {summary['settings']['seeds']} seed(s)"
             for dataset, summary in by_dataset.items())
         lines += ["", f"Runs: {runs_line}.", ""]
+    lines += _recipe_lines(load_recipes(root))
     lines.insert(4, "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
     lines.insert(5, "")
     return "\n".join(lines) + "\n"
