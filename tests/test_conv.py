@@ -853,6 +853,11 @@ def test_auto_routes_many_channel_convolutions_to_onednn_when_it_is_there(monkey
     config, _ = conv_module._resolve((8, 16, 16, 16), (3, 3, 16, 32), 1, "SAME", 1, 1, 1)
     monkeypatch.setattr(conv_module, "_onednn_runs", lambda *args: True)
     assert conv_module.resolve_lowering("auto", (8, 16, 16, 16), (3, 3, 16, 32), config) == ONEDNN_ROUTE
+    tiny, _ = conv_module._resolve((8, 4, 4, 64), (3, 3, 64, 64), 1, "SAME", 1, 1, 1)
+    assert conv_module.resolve_lowering("auto", (8, 4, 4, 64), (3, 3, 64, 64), tiny) == lowering.Lowering(
+        "onednn", "onednn", "xla")  # XLA's kernel gradient wins on maps of <= 16 positions
+    strided, _ = conv_module._resolve((8, 8, 8, 64), (3, 3, 64, 64), 2, "SAME", 1, 1, 1)
+    assert conv_module.resolve_lowering("auto", (8, 8, 8, 64), (3, 3, 64, 64), strided).kernel_grad == "xla"
     few, _ = conv_module._resolve((128, 28, 28, 1), (3, 3, 1, 32), 1, "SAME", 1, 1, 1)
     assert conv_module.resolve_lowering("auto", (128, 28, 28, 1), (3, 3, 1, 32), few) == lowering.Lowering(
         "conv_forward_taps", "conv_input_grad_col2im", "onednn")

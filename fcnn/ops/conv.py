@@ -14,6 +14,7 @@ its speed, never what `conv` computes.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -300,6 +301,11 @@ ONEDNN = "onednn"
 # the tap and col2im lowerings of fcnn.ops.lowering are as fast or faster (measured
 # on a 2-core AVX-512 machine; RefNet-MNIST step 64 -> 21 ms, ResNet-20 580 -> 245 ms).
 ONEDNN_MIN_CHANNELS = 8
+# oneDNN's kernel gradient is slow on tiny feature maps, where XLA's is one matrix
+# product: measured (batch 128, 2 cores) 4x4x512->512 76 ms vs XLA 48, 2x2x512->512
+# 58 vs 11, 4x4x256->512 28 vs 24, while at 8x8 oneDNN wins 2.3-2.5x. So up to this
+# many output positions per image the kernel gradient stays on XLA.
+ONEDNN_KERNEL_GRAD_MAX_XLA_POSITIONS = 16
 
 
 def resolve_lowering(choice, x_shape, kernel_shape, config: ConvConfig | None = None,
@@ -308,8 +314,9 @@ def resolve_lowering(choice, x_shape, kernel_shape, config: ConvConfig | None = 
 
     None: the textbook computations (XLA's convolution) everywhere. "auto": on the
     CPU, oneDNN's kernels where oneDNN is available and supports the convolution (all
-    passes from ONEDNN_MIN_CHANNELS input channels per group, the kernel gradient
-    below), the matrix-product lowering `lowering.choose_lowering` measured faster for
+    passes from ONEDNN_MIN_CHANNELS input channels per group, except the kernel
+    gradient of maps of at most ONEDNN_KERNEL_GRAD_MAX_XLA_POSITIONS output positions;
+    the kernel gradient below that channel count), the matrix-product lowering `lowering.choose_lowering` measured faster for
     the other passes of few-channel convolutions, XLA's convolution for the rest; the
     textbook computations on every other backend. A `lowering.Lowering` is taken as
     it is.
@@ -328,7 +335,9 @@ def resolve_lowering(choice, x_shape, kernel_shape, config: ConvConfig | None = 
     route = lowering.choose_lowering(x_shape, kernel_shape)
     if config is not None and _onednn_runs(x_shape, kernel_shape, config, dtype):
         if kernel_shape[-2] >= ONEDNN_MIN_CHANNELS:
-            return lowering.Lowering(ONEDNN, ONEDNN, ONEDNN)
+            positions = math.prod(-(-n // s) for n, s in zip(x_shape[1:-1], config.strides))
+            small = positions <= ONEDNN_KERNEL_GRAD_MAX_XLA_POSITIONS
+            return lowering.Lowering(ONEDNN, ONEDNN, "xla" if small else ONEDNN)
         return route._replace(kernel_grad=ONEDNN)
     return route
 
