@@ -116,9 +116,10 @@ def render(root: str) -> str:
                 cells.append(f"{MARK[claim['status']]}: {_short(claim['evidence'])} {link}")
             lines.append(f"| {_short(text)} | " + " | ".join(cells) + " |")
         runs_line = "; ".join(
-            f"{dataset}: `{summary.get('command', 'python -m experiments.' + study)}`, "
-            f"{summary.get('wall_time', 0) / 60:.1f} min, {summary['settings']['seeds']} seed(s)"
-            for dataset, summary in by_dataset.items())
+            f"{dataset}: `{by_dataset[dataset].get('command', 'python -m experiments.' + study)}`, "
+            f"{by_dataset[dataset].get('wall_time', 0) / 60:.1f} min, "
+            f"{by_dataset[dataset]['settings']['seeds']} seed(s)"
+            for dataset in datasets if dataset in by_dataset)
         lines += ["", f"Runs: {runs_line}.", ""]
     lines += _recipe_lines(load_recipes(root))
     lines.insert(4, "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
