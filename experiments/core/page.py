@@ -23,33 +23,32 @@ MARK = {"supported": "supported", "contradicted": "**contradicted**", "inconclus
 EVIDENCE_CHARS = 160
 
 
+def _summaries(root: str, *sub: str):
+    """(dataset, name, summary) of every root/<dataset>/<*sub>/<name>/summary.json."""
+    for dataset in sorted(os.listdir(root)):
+        folder = os.path.join(root, dataset, *sub)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            path = os.path.join(folder, name, "summary.json")
+            if os.path.isfile(path):
+                with open(path) as f:
+                    yield dataset, name, json.load(f)
+
+
 def load_runs(root: str) -> dict[str, dict[str, dict]]:
     """{study: {dataset: summary}} of every docs/results/<dataset>/<study>/summary.json."""
     runs: dict[str, dict[str, dict]] = {}
-    for dataset in sorted(os.listdir(root)):
-        folder = os.path.join(root, dataset)
-        if not os.path.isdir(folder):
-            continue
-        for study in sorted(os.listdir(folder)):
-            path = os.path.join(folder, study, "summary.json")
-            if os.path.isfile(path):
-                with open(path) as f:
-                    runs.setdefault(study, {})[dataset] = json.load(f)
+    for dataset, study, summary in _summaries(root):
+        runs.setdefault(study, {})[dataset] = summary
     return runs
 
 
 def load_recipes(root: str) -> dict[str, dict[str, dict]]:
     """{dataset: {run: summary}} of every docs/results/<dataset>/recipes/<run>/summary.json."""
     recipes: dict[str, dict[str, dict]] = {}
-    for dataset in sorted(os.listdir(root)):
-        folder = os.path.join(root, dataset, "recipes")
-        if not os.path.isdir(folder):
-            continue
-        for run in sorted(os.listdir(folder)):
-            path = os.path.join(folder, run, "summary.json")
-            if os.path.isfile(path):
-                with open(path) as f:
-                    recipes.setdefault(dataset, {})[run] = json.load(f)
+    for dataset, run, summary in _summaries(root, "recipes"):
+        recipes.setdefault(dataset, {})[run] = summary
     return recipes
 
 

@@ -316,9 +316,10 @@ def resolve_lowering(choice, x_shape, kernel_shape, config: ConvConfig | None = 
     CPU, oneDNN's kernels where oneDNN is available and supports the convolution (all
     passes from ONEDNN_MIN_CHANNELS input channels per group, except the kernel
     gradient of maps of at most ONEDNN_KERNEL_GRAD_MAX_XLA_POSITIONS output positions;
-    the kernel gradient below that channel count), the matrix-product lowering `lowering.choose_lowering` measured faster for
-    the other passes of few-channel convolutions, XLA's convolution for the rest; the
-    textbook computations on every other backend. A `lowering.Lowering` is taken as
+    the kernel gradient below that channel count), the matrix-product lowering
+    `lowering.choose_lowering` measured faster for the other passes of few-channel
+    convolutions, XLA's convolution for the rest; the textbook computations on every
+    other backend. A `lowering.Lowering` is taken as
     it is.
     """
     if choice is None:
