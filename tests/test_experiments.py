@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -230,6 +231,29 @@ def test_compare_activations_on_digits_supports_the_claims(tmp_path, capsys):
     assert summary["variants"]["relu"]["test_accuracy"]["mean"] > 0.95
 
 
+def test_a_labelled_run_of_a_study_gets_its_own_column(tmp_path):
+    from experiments.core import page
+
+    def commit(folder, status, seeds):
+        os.makedirs(tmp_path / folder)
+        summary = {"study": "dropout", "command": f"python -m experiments.dropout  # {folder}",
+                   "wall_time": 120.0, "settings": {"seeds": seeds},
+                   "claims": [{"claim": "dropout helps", "status": status, "evidence": folder}]}
+        (tmp_path / folder / "summary.json").write_text(json.dumps(summary))
+
+    commit("mnist/dropout", "supported", 3)
+    commit("mnist/dropout.long", "contradicted", 5)
+    runs = page.load_runs(str(tmp_path))
+    assert runs == {"dropout": {"mnist": ("mnist/dropout", mock.ANY),
+                                "mnist (long)": ("mnist/dropout.long", mock.ANY)}}
+    text = page.render(str(tmp_path))
+    assert "| claim | mnist | mnist (long) |" in text
+    assert ("| dropout helps | supported: mnist/dropout [report](mnist/dropout/report.md) | "
+            "**contradicted**: mnist/dropout.long [report](mnist/dropout.long/report.md) |") in text
+    assert "mnist (long): `python -m experiments.dropout  # mnist/dropout.long`, 2.0 min, 5 seed(s)" in text
+    assert "Verdicts: 1 supported, 1 contradicted, 0 inconclusive." in text
+
+
 def test_the_results_page_is_generated_from_the_committed_runs():
     """docs/results/README.md is what the committed summaries say, claim by claim: a
     study whose claims and page disagree fails here (regenerate with
@@ -241,9 +265,10 @@ def test_the_results_page_is_generated_from_the_committed_runs():
         assert f.read() == page.render(root)
     runs = page.load_runs(root)
     assert runs, "no committed run"
-    for study_name, by_dataset in runs.items():
-        for dataset, summary in by_dataset.items():
-            assert os.path.isfile(os.path.join(root, dataset, study_name, "report.md"))
+    for study_name, by_column in runs.items():
+        for folder, summary in by_column.values():
+            assert summary["study"] == study_name, folder
+            assert os.path.isfile(os.path.join(root, folder, "report.md"))
             for claim in summary["claims"]:
                 assert claim["status"] in ("supported", "contradicted", "inconclusive")
     for dataset, by_run in page.load_recipes(root).items():

@@ -4,7 +4,9 @@ committed runs.
     python -m experiments.core.page docs/results      # rewrites docs/results/README.md
 
 Runs are kept as docs/results/<dataset>/<study>/ (summary.json, report.md, plots, the
-command and wall time in summary.json). The page is one table per study: a row per
+command and wall time in summary.json). A further run of a study in another setting
+(say a longer one) is kept beside it as docs/results/<dataset>/<study>.<label>/ and gets
+its own column, "<dataset> (<label>)". The page is one table per study: a row per
 claim, a column per dataset, each cell the verdict with its key numbers and a link to
 the report. Training recipes (`python -m fcnn.recipes.cifar10`) are kept as
 docs/results/<dataset>/recipes/<run>/ and listed in one table per dataset at the end.
@@ -36,11 +38,15 @@ def _summaries(root: str, *sub: str):
                     yield dataset, name, json.load(f)
 
 
-def load_runs(root: str) -> dict[str, dict[str, dict]]:
-    """{study: {dataset: summary}} of every docs/results/<dataset>/<study>/summary.json."""
-    runs: dict[str, dict[str, dict]] = {}
-    for dataset, study, summary in _summaries(root):
-        runs.setdefault(study, {})[dataset] = summary
+def load_runs(root: str) -> dict[str, dict[str, tuple[str, dict]]]:
+    """{study: {column: (folder, summary)}} of every docs/results/<dataset>/<study>[.<label>]/
+    summary.json; the column is the dataset, or "<dataset> (<label>)" for a labelled run, and
+    the folder is relative to `root`."""
+    runs: dict[str, dict[str, tuple[str, dict]]] = {}
+    for dataset, name, summary in _summaries(root):
+        study, _, label = name.partition(".")
+        column = f"{dataset} ({label})" if label else dataset
+        runs.setdefault(study, {})[column] = (f"{dataset}/{name}", summary)
     return runs
 
 
@@ -96,29 +102,29 @@ def render(root: str) -> str:
              "and the run's report (every number, mean and spread over seeds, plots, the exact "
              "command and its wall time).", ""]
     counts = {status: 0 for status in MARK}
-    for study, by_dataset in sorted(runs.items()):
-        lines += [f"## {study}", "", "| claim | " + " | ".join(datasets) + " |",
-                  "|---|" + "---|" * len(datasets)]
+    for study, by_column in sorted(runs.items()):
+        columns = datasets + sorted(c for c in by_column if c not in datasets)
+        lines += [f"## {study}", "", "| claim | " + " | ".join(columns) + " |",
+                  "|---|" + "---|" * len(columns)]
         claims: dict[str, dict[str, dict]] = {}
-        for dataset, summary in by_dataset.items():
+        for column, (_, summary) in by_column.items():
             for claim in summary.get("claims", []):
-                claims.setdefault(claim["claim"], {})[dataset] = claim
+                claims.setdefault(claim["claim"], {})[column] = claim
         for text, by in claims.items():
             cells = []
-            for dataset in datasets:
-                claim = by.get(dataset)
+            for column in columns:
+                claim = by.get(column)
                 if claim is None:
                     cells.append("not run")
                     continue
                 counts[claim["status"]] += 1
-                link = f"[report]({dataset}/{study}/report.md)"
+                link = f"[report]({by_column[column][0]}/report.md)"
                 cells.append(f"{MARK[claim['status']]}: {_short(claim['evidence'])} {link}")
             lines.append(f"| {_short(text)} | " + " | ".join(cells) + " |")
         runs_line = "; ".join(
-            f"{dataset}: `{by_dataset[dataset].get('command', 'python -m experiments.' + study)}`, "
-            f"{by_dataset[dataset].get('wall_time', 0) / 60:.1f} min, "
-            f"{by_dataset[dataset]['settings']['seeds']} seed(s)"
-            for dataset in datasets if dataset in by_dataset)
+            f"{column}: `{summary.get('command', 'python -m experiments.' + study)}`, "
+            f"{summary.get('wall_time', 0) / 60:.1f} min, {summary['settings']['seeds']} seed(s)"
+            for column in columns if column in by_column for _, summary in [by_column[column]])
         lines += ["", f"Runs: {runs_line}.", ""]
     lines += _recipe_lines(load_recipes(root))
     lines.insert(4, "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
