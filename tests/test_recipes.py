@@ -21,6 +21,8 @@ def test_recipe_trains_reports_and_resumes(cifar10_dir, tmp_path, capsys):
     summary = json.load(open(out / "summary.json"))
     assert len(summary["history"]) == 2 and 0.1 < summary["final_test_accuracy"] <= 1.0
     assert set(summary["time_to"]) == {"85%", "90%", "91.25%"}
+    assert summary["dataset"] == {"name": "cifar10", "train": 1024, "test": 500, "image_shape": [32, 32, 3],
+                                  "num_classes": 10}
     assert os.path.getsize(out / "curve.png") > 1000
     report = (out / "report.md").read_text()
     assert f"| final test accuracy | {100 * summary['final_test_accuracy']:.2f}% |" in report

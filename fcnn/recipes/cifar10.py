@@ -223,6 +223,8 @@ def main(argv=None) -> int:
     summary = {
         "command": " ".join([PROG, *(sys.argv[1:] if argv is None else argv)]),
         "model": args.model, "parameters": count_params(params), "settings": vars(args),
+        "dataset": {"name": "cifar10", "train": int(train.labels.shape[0]), "test": int(test.labels.shape[0]),
+                    "image_shape": [32, 32, 3], "num_classes": 10},
         "final_test_accuracy": history[-1]["eval_accuracy"] if history else None,
         "best_test_accuracy": max((r["eval_accuracy"] for r in history), default=None),
         "seconds_per_epoch": [r["seconds"] for r in history],
