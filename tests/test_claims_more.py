@@ -100,6 +100,17 @@ def test_dropout_recipe_claim():
     assert status("dropout", words, table, {}) == INCONCLUSIVE
 
 
+def test_dropout_recipe_that_collapsed_to_chance_is_inconclusive():
+    words = "max-norm, a decaying learning rate and high momentum"
+    table = {"recipe": {"test_accuracy": [0.10, 0.10], "train_accuracy": [0.11, 0.105]},
+             "rate=0.5": {"test_accuracy": [0.28, 0.29]}, "rate=0": {"test_accuracy": [0.37, 0.38]}}
+    facts = {"recipe": RECIPE, "chance": 0.1}
+    result = judge("dropout", words, table, facts)
+    assert result.status == INCONCLUSIVE and "collapsed" in result.evidence
+    table["recipe"]["train_accuracy"] = [0.40, 0.41]  # it learned, and still lost: a real contradiction
+    assert status("dropout", words, table, facts) == CONTRADICTED
+
+
 def _mc_table(kl_first, kl_last, acc_last, ws=0.95):
     return {"rate=0.5": {"test_accuracy": [ws, ws]},
             "k=1": {"test_accuracy": [0.90, 0.91], "kl": kl_first, "agreement": [0.9, 0.9]},
