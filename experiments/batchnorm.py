@@ -51,13 +51,14 @@ import numpy as np
 import fcnn
 from fcnn import initializers, program
 from fcnn.cli import UsageError
+from fcnn.data import subsample
 from fcnn.layers.weight_norm import data_dependent_init
 from fcnn.models import refnet
 from fcnn.train import optimizers
 
 from experiments.core import claims, plots, probes, report, study
 from experiments.core.study import option
-from experiments.core.training import STABLE_FRACTION, Variant, subset
+from experiments.core.training import STABLE_FRACTION, SUBSET_SEED, Variant
 
 TARGET = 0.10
 WIDTHS, HIDDEN = (16, 32), 128
@@ -441,7 +442,7 @@ def run_sweep(session: study.Session) -> tuple[dict, dict, dict, int]:
 def run_ablation(session: study.Session) -> tuple[dict, dict, dict]:
     c = session.config
     ds = session.data.get()
-    images = jnp.asarray(subset(ds.train, c.ablation_train_size).images[:DDI_BATCH])
+    images = jnp.asarray(subsample(ds.train, c.ablation_train_size, seed=SUBSET_SEED).images[:DDI_BATCH])
     variants = []
     for name, spec in ablation_specs(c).items():
         optimizer = functools.partial(optimizers.momentum, l2=c.l2) if spec.get("l2") else optimizers.momentum

@@ -25,6 +25,7 @@ from fcnn.data import (
     read_idx,
     read_mnist,
     split_off,
+    subsample,
     train_validation_test_split,
 )
 from fcnn.data import download
@@ -527,6 +528,19 @@ def test_split_off_and_three_way():
         train_validation_test_split(images, labels, validation_size=0, test_size=1.5)
     with pytest.raises(ValueError, match=r"seed=-1"):
         split_off(images, labels, 3, seed=-1)
+
+
+def test_subsample_is_a_fixed_subset_in_the_original_order():
+    images = np.arange(50).reshape(50, 1, 1, 1) * 2
+    whole = Split(images, np.arange(50) % 5)
+    part = subsample(whole, 12, seed=3)
+    ids = part.images[:, 0, 0, 0] // 2
+    assert part.num_examples == 12 and len(set(ids.tolist())) == 12
+    assert np.all(np.diff(ids) > 0)  # original order kept
+    np.testing.assert_array_equal(part.labels, ids % 5)  # images and labels stay paired
+    np.testing.assert_array_equal(subsample(whole, 12, seed=3).images, part.images)
+    assert not np.array_equal(subsample(whole, 12, seed=4).images, part.images)
+    assert subsample(whole, None, seed=3) is whole and subsample(whole, 50, seed=3) is whole
 
 
 # Normalization ----------------------------------------------------------------

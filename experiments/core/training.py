@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from fcnn.data import BatchIterator, load_dataset
+from fcnn.data import BatchIterator, load_dataset, subsample
 from fcnn.layers.base import CONVOLUTION, Layer, walk_layers
 from fcnn.losses import softmax_cross_entropy
 from fcnn.train import optimizers, population
@@ -238,8 +238,9 @@ class DataStore:
             ds = load_dataset(c.dataset, c.data_dir, normalize=normalize,
                               validation_size=VALIDATION_SIZE[c.dataset], seed=0)
             if c.quick:
-                ds = dataclasses.replace(ds, train=subset(ds.train, QUICK_SIZES["train_size"]),
-                                         test=subset(ds.test, QUICK_SIZES["test_size"]))
+                ds = dataclasses.replace(
+                    ds, train=subsample(ds.train, QUICK_SIZES["train_size"], seed=SUBSET_SEED),
+                    test=subsample(ds.test, QUICK_SIZES["test_size"], seed=SUBSET_SEED))
             self._cache[normalize] = ds
         return self._cache[normalize]
 
@@ -250,14 +251,6 @@ class DataStore:
                 "validation": int(ds.validation.labels.shape[0]) if ds.validation else 0,
                 "test": int(ds.test.labels.shape[0]), "image_shape": list(ds.image_shape),
                 "num_classes": ds.num_classes}
-
-
-def subset(split, size: int | None):
-    """The first `size` examples of a fixed shuffle of `split` (in their original order)."""
-    if size is None or size >= split.labels.shape[0]:
-        return split
-    order = np.sort(np.random.default_rng(SUBSET_SEED).permutation(split.labels.shape[0])[:size])
-    return type(split)(split.images[order], split.labels[order])
 
 
 # ---------------------------------------------------------------------------------
@@ -453,7 +446,7 @@ def train_variant(variant: Variant, config, data: DataStore, *, bar=None, eval_s
     split = getattr(ds, eval_split)
     if split is None:
         raise ValueError(f"eval_split={eval_split!r}: the dataset has no such split")
-    train = subset(ds.train, variant.train_size)
+    train = subsample(ds.train, variant.train_size, seed=SUBSET_SEED)
     eval_sets = {eval_split: eval_batches(split.images, split.labels, EVAL_CHUNK)}
     if variant.eval_train:
         eval_sets["train"] = eval_batches(train.images, train.labels, EVAL_CHUNK)

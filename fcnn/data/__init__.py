@@ -35,7 +35,7 @@ from fcnn.data.image_folder import (
     read_image_folder,
 )
 from fcnn.data.normalize import Normalization, fit_normalization
-from fcnn.data.split import Split, split_off, train_validation_test_split
+from fcnn.data.split import Split, split_off, subsample, train_validation_test_split
 
 __all__ = [
     "BatchIterator", "CACHE_ENV", "CIFAR10_CLASS_NAMES", "DATASETS", "DATA_DIR_ENV",
@@ -44,5 +44,5 @@ __all__ = [
     "fit_normalization", "image_folder_class_names", "inspect_image_folder", "load_dataset",
     "load_digits", "load_image_folder", "read_cifar10", "read_cifar10_class_names",
     "read_cifar10_images", "read_fashion_mnist", "read_idx", "read_image_folder",
-    "read_mnist", "split_off", "train_validation_test_split",
+    "read_mnist", "split_off", "subsample", "train_validation_test_split",
 ]

@@ -71,6 +71,19 @@ def split_off(images, labels, size, *, seed: int, stratify: bool = True, name: s
     return Split(images[kept], labels[kept]), Split(images[held], labels[held])
 
 
+def subsample(split: Split, size: int | None, *, seed: int) -> Split:
+    """A fixed random `size` examples of `split`, in their original order.
+
+    `size=None` or a size of at least the split's returns the split itself. The same
+    seed always picks the same examples (not stratified: the held-out part of
+    `split_indices(..., stratify=False)`).
+    """
+    if size is None or size >= split.num_examples:
+        return split
+    _, held = split_indices(split.labels, size, seed=seed, stratify=False)
+    return Split(split.images[held], split.labels[held])
+
+
 def train_validation_test_split(
     images, labels, *, validation_size, test_size, seed: int = 0, stratify: bool = True
 ):

@@ -33,6 +33,8 @@ MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "vgg11_bn
           "alexnet_cifar", "refnet")
 TARGETS = (0.85, 0.90, 0.9125)
 SCHEDULES = ("cosine", "onecycle")
+# --train-size / --test-size pick their images with this seed (the files are sorted by class).
+SUBSET_SEED = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,16 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
-
-
-def subset(split, size: int | None):
-    """A fixed random subset of `size` examples (the files are sorted by class)."""
-    import numpy as np
-
-    if size is None or size >= split.labels.shape[0]:
-        return split
-    keep = np.sort(np.random.default_rng(0).permutation(split.labels.shape[0])[:size])
-    return type(split)(split.images[keep], split.labels[keep])
 
 
 def model_for(name: str):
@@ -185,7 +177,7 @@ def main(argv=None) -> int:
     import jax
 
     from fcnn import augment, losses
-    from fcnn.data import load_dataset
+    from fcnn.data import load_dataset, subsample
     from fcnn.layers import count_params
     from fcnn.train import FitInterrupted, KeepBest, fit, optimizers
 
@@ -193,7 +185,8 @@ def main(argv=None) -> int:
         data = load_dataset("cifar10", args.data_dir)
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err).replace("\n", " "))
-    train, test = subset(data.train, args.train_size), subset(data.test, args.test_size)
+    train = subsample(data.train, args.train_size, seed=SUBSET_SEED)
+    test = subsample(data.test, args.test_size, seed=SUBSET_SEED)
     if args.batch_size > train.labels.shape[0]:
         parser.error(f"--batch-size {args.batch_size} is larger than the {train.labels.shape[0]} "
                      "training images")
