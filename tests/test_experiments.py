@@ -276,3 +276,16 @@ def test_the_results_page_is_generated_from_the_committed_runs():
             for name in ("report.md", "curve.png"):
                 assert os.path.isfile(os.path.join(root, dataset, "recipes", run, name))
             assert f"{100 * summary['final_test_accuracy']:.2f}%" in page.render(root)
+
+
+def test_a_log_axis_with_nothing_finite_to_draw_still_saves(tmp_path):
+    # e.g. steps to a target that no seed reached, against a log-scaled init scale
+    import numpy as np
+    from experiments.core import plots
+    fig, (ax,) = plots.figure()
+    plots.band(ax, [0.1, 1.0, 10.0], np.full((3, 3), np.nan), label="BN", index=0)
+    plots.finish(ax, xlabel="scale", ylabel="steps", title="t", logx=True, logy=True)
+    path = plots.save(fig, tmp_path / "empty.png")
+    assert os.path.getsize(path) > 0
+    assert [t.get_text() for t in ax.texts] == ["no finite values to draw"]
+    assert ax.get_xscale() == "linear"

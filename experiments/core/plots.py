@@ -68,6 +68,8 @@ def band(ax, x, runs, *, label: str, index: int, logy: bool = False, linestyle: 
             mean[valid] = np.nanmean(masked[:, valid], axis=0)
             low[valid] = np.nanmin(masked[:, valid], axis=0)
             high[valid] = np.nanmax(masked[:, valid], axis=0)
+    if not np.any(np.isfinite(mean)):
+        return  # nothing finite to draw (e.g. no seed reached a target)
     if logy:
         if not np.any(mean > 0):
             return  # nothing to draw on a log axis (e.g. all zeros)
@@ -85,6 +87,11 @@ def finish(ax, *, xlabel: str, ylabel: str, title: str, logy: bool = False, logx
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
+    if not ax.has_data():
+        # A log scale on an empty axis fails when the figure is laid out; say why it is empty.
+        ax.text(0.5, 0.5, "no finite values to draw", transform=ax.transAxes,
+                ha="center", va="center", color="gray")
+        logx = logy = False
     if logy:
         ax.set_yscale("log")
     if logx:
