@@ -57,7 +57,7 @@ def _dead(f: claims.Findings, setting: str, lr: float):
 
 
 def _relu_dies(f: claims.Findings) -> claims.Judgement:
-    worst, parts = None, []
+    worst, closest, parts = None, None, []
     for setting in (s for s in f.facts["by_setting"] if s.startswith("relu ")):
         known = [(lr, claims.mean(_dead(f, setting, lr))) for lr in sorted(f.facts["by_setting"][setting])]
         known = [(lr, d) for lr, d in known if d is not None]
@@ -68,12 +68,15 @@ def _relu_dies(f: claims.Findings) -> claims.Judgement:
         parts.append(f"{setting}: at most {d:.1%} (lr {claims.fmt(lr)})")
         if worst is None or d > worst[2]:
             worst = (setting, lr, d)
+        near_lr, near_d = min(known, key=lambda item: abs(item[1] - NOTES_SHARE))
+        if closest is None or abs(near_d - NOTES_SHARE) < abs(closest[2] - NOTES_SHARE):
+            closest = (setting, near_lr, near_d)
     if worst is None:
         return claims.Judgement(claims.INCONCLUSIVE, "; ".join(parts) or "no ReLU setting measured")
     setting, lr, d = worst
     text = (f"largest dead share of the worst layer, over the rates that did not diverge: "
-            f"{'; '.join(parts)}; closest to the notes' {NOTES_SHARE:.0%}: {setting} at lr {claims.fmt(lr)} "
-            f"({d:.1%})")
+            f"{'; '.join(parts)}; closest to the notes' {NOTES_SHARE:.0%}: {closest[0]} at lr "
+            f"{claims.fmt(closest[1])} ({closest[2]:.1%})")
     status = (claims.SUPPORTED if d >= NOTES_SHARE else claims.INCONCLUSIVE if d >= SAME_ORDER
               else claims.CONTRADICTED)
     return claims.Judgement(status, text, {"setting": setting, "lr": lr, "dead": d})

@@ -175,6 +175,13 @@ def test_dead_relu_claims():
     result = verdicts("dead_relu", table, facts)
     assert [r.status for r in result] == [SUPPORTED, SUPPORTED]
     assert result[0].numbers == {"setting": "relu mlp sgd", "lr": 1.0, "dead": pytest.approx(0.43)}
+    # the largest share decides the verdict; the evidence also names the share nearest 40%
+    facts["by_setting"]["relu cnn sgd"] = {0.01: "cnn lr=0.01", 1.0: "cnn lr=1"}
+    table.update({"cnn lr=0.01": {"dead_max": [0.38, 0.38]}, "cnn lr=1": {"dead_max": [0.9, 1.0]}})
+    result = verdicts("dead_relu", table, facts)
+    assert result[0].numbers == {"setting": "relu cnn sgd", "lr": 1.0, "dead": pytest.approx(0.95)}
+    assert "closest to the notes' 40%: relu cnn sgd at lr 0.01 (38.0%)" in result[0].evidence
+    del facts["by_setting"]["relu cnn sgd"]
     table["relu lr=1"]["dead_max"] = [0.25, 0.27]  # the same order as the notes' 40%
     assert judge("dead_relu", table, facts)[0] == INCONCLUSIVE
     table["relu lr=1"]["dead_max"] = [0.0, 0.0]
