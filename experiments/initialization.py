@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fcnn
-from fcnn import diagnostics, initializers
+from fcnn import cli, diagnostics, initializers
 from fcnn import program
 from fcnn.layers.base import apply_with_intermediates
 from fcnn.models import mlp
@@ -58,7 +58,8 @@ INITS = {
 }
 EQUAL = ("zeros", "constant")
 SCALED = ("lecun", "xavier", "he")  # the variance-scaled initializations sparse is held against
-BIAS_TARGET = 0.10
+# The training error the bias claim is timed to; CIFAR-10's ReLU MLP stays near 50% in 5 epochs.
+BIAS_TARGET, BIAS_TARGET_BY_DATASET = 0.10, {"cifar10": 0.6}
 SYMMETRIC_BELOW = 1e-6
 GAIN_BAND = (0.5, 2.0)
 
@@ -71,6 +72,8 @@ class Config(study.Config):
     width: int = option(128, quick=16, help="units per hidden layer")
     relu_bias: float = option(0.01, help="the small positive initial bias of the ReLU MLP, held "
                                          "against bias 0")
+    bias_target: float = option(BIAS_TARGET, per_dataset=BIAS_TARGET_BY_DATASET, parse=cli.fraction,
+                                help="training error the ReLU bias speed claim is timed to")
 
 
 def bias_name(bias: float) -> str:
@@ -200,7 +203,7 @@ def _bias_faster(f: claims.Findings) -> claims.Judgement:
         return claims.Judgement(claims.INCONCLUSIVE, "the ReLU MLPs with bias 0 and a positive bias "
                                                      "not both measured")
     positive, zero = names
-    return claims.faster(f.table, [positive], [zero], report.target_key(BIAS_TARGET),
+    return claims.faster(f.table, [positive], [zero], report.target_key(f.facts.get("bias_target", BIAS_TARGET)),
                          f.facts.get("bias_budget", 0))
 
 
@@ -215,7 +218,8 @@ CLAIMS = (
     claims.Claim("a small positive bias (0.01) for ReLU units leaves fewer dead units than bias 0, at "
                  "initialisation and after training", _bias_fewer_dead),
     claims.Claim(f"a small positive bias (0.01) for ReLU units makes the network reach "
-                 f"{100 * BIAS_TARGET:g}% training error in fewer steps than bias 0", _bias_faster),
+                 f"{report.per_dataset_text(BIAS_TARGET, BIAS_TARGET_BY_DATASET)} training error in fewer "
+                 "steps than bias 0", _bias_faster),
 )
 
 
@@ -296,7 +300,7 @@ def draw_biases(session, results) -> list:
                              title=f"ReLU MLP, hidden bias 0 vs {c.relu_bias:g} ({c.dataset})",
                              caption="dead and active ReLU units per layer, bias 0 vs a small positive bias"),
             plots.training_error(session.path("relu_bias_train_error.png"), results, study="initialization",
-                                 dataset=c.dataset, targets=(BIAS_TARGET,),
+                                 dataset=c.dataset, targets=(c.bias_target,),
                                  title=f"ReLU MLP training error, hidden bias 0 vs {c.relu_bias:g} "
                                        f"({c.dataset})")]
 
@@ -312,7 +316,7 @@ def run(session: study.Session) -> study.Outcome:
     bias_results = session.train([Variant(name=bias_name(b), model=relu_mlp(num_classes, c.depth, c.width, b),
                                           probe=probes.units_probe, probe_every=10 ** 9,
                                           info={"activation": "relu", "bias": b})
-                                  for b in (0.0, c.relu_bias)], targets=(BIAS_TARGET,))
+                                  for b in (0.0, c.relu_bias)], targets=(c.bias_target,))
     layers = probes.probe_layers(next(iter(results.values())), "var_out")
     metrics = dict(measure(results), **measure_units(bias_results))
     return study.Outcome(
@@ -324,8 +328,8 @@ def run(session: study.Session) -> study.Outcome:
                  report.Column("dead_init", "dead (worst layer, init)", ".3f"),
                  report.Column("dead_end", "dead (worst layer, end)", ".3f"),
                  report.Column("active_init", "active share (init)", ".3f"),
-                 report.steps_to_column(BIAS_TARGET)],
-        facts={"inits": list(c.inits), "biases": biases,
+                 report.steps_to_column(c.bias_target)],
+        facts={"inits": list(c.inits), "biases": biases, "bias_target": c.bias_target,
                "bias_budget": max(r.total_steps for r in bias_results.values())},
         notes=[f"tanh MLP: {c.depth} hidden layers of {c.width} units, biases zero, SGD momentum 0.9; "
                f"constant = {CONSTANT}; sparse = 15 nonzero N(0, 1) incoming weights per unit; "

@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fcnn import program
+from fcnn import cli, program
 from fcnn.data import Split
 from fcnn.models import mlp, refnet
 
@@ -58,7 +58,8 @@ from experiments.core import claims, plots, probes, report, study
 from experiments.core.study import option
 from experiments.core.training import Variant
 
-TARGET = 0.10
+# The training error the speed claims are timed to; CIFAR-10's refnet stays above 25% in 5 epochs.
+TARGET, TARGET_BY_DATASET = 0.10, {"cifar10": 0.5}
 WIDTHS, HIDDEN = (16, 32), 128
 # What each input is computed from (a load_dataset normalization) and the transform
 # applied to the loaded arrays (None: the loaded arrays as they are).
@@ -85,6 +86,8 @@ class Config(study.Config):
                                                "probed (the zig-zag claims)")
     whiten_eps: float = option(0.1, help="whitening regularizer eps, as a fraction of the mean "
                                          "eigenvalue of the pixel covariance")
+    target: float = option(TARGET, per_dataset=TARGET_BY_DATASET, parse=cli.fraction,
+                           help="training error the speed claims are timed to")
 
 
 # ---------------------------------------------------------------------------------
@@ -236,8 +239,12 @@ def mlp_name(name: str) -> str:
 # Claims
 
 
+def _target_key(f: claims.Findings) -> str:
+    return report.target_key(f.facts.get("target", TARGET))
+
+
 def _faster_than_raw(f: claims.Findings) -> claims.Judgement:
-    return claims.faster(f.table, ["standardized"], ["raw"], report.target_key(TARGET), f.facts["budget"])
+    return claims.faster(f.table, ["standardized"], ["raw"], _target_key(f), f.facts["budget"])
 
 
 def _sign_parts(f: claims.Findings, names, metric, judge):
@@ -307,7 +314,7 @@ def _each(f: claims.Findings, names, judge) -> claims.Judgement:
 
 
 def _whitening_speed(f: claims.Findings) -> claims.Judgement:
-    return _each(f, WHITENED, lambda n: claims.faster(f.table, [n], ["standardized"], report.target_key(TARGET),
+    return _each(f, WHITENED, lambda n: claims.faster(f.table, [n], ["standardized"], _target_key(f),
                                                       f.facts["budget"]))
 
 
@@ -317,7 +324,7 @@ def _whitening_accuracy(f: claims.Findings) -> claims.Judgement:
 
 
 def _nonlinear_speed(f: claims.Findings) -> claims.Judgement:
-    return _each(f, NONLINEAR, lambda n: claims.faster(f.table, [n], ["raw"], report.target_key(TARGET),
+    return _each(f, NONLINEAR, lambda n: claims.faster(f.table, [n], ["raw"], _target_key(f),
                                                        f.facts["budget"]))
 
 
@@ -369,7 +376,7 @@ def run(session: study.Session) -> study.Outcome:
                    info={"input": n}) for n in c.inputs]
     nets = [Variant(name=mlp_name(n), model=mlp(num_classes, "relu", width=MLP_WIDTH), normalize=source_of(n),
                     probe=sign_probe, info={"input": n, "sign_probe": True}) for n in c.sign_inputs]
-    results = session.train(cnn + nets, targets=(TARGET,))
+    results = session.train(cnn + nets, targets=(c.target,))
     metrics = {name: sign_metrics(r) for name, r in results.items()}
     first = {n: probes.weight_layers(jax.tree.map(lambda a: a[0], r.params)) for n, r in results.items()}
     layer_of = {n: next(iter(labels.values())) for n, labels in first.items()}
@@ -388,12 +395,12 @@ def run(session: study.Session) -> study.Outcome:
                  "first-layer weight-gradient sign agreement vs step")
     return study.Outcome(
         metrics=metrics,
-        columns=[report.steps_to_column(TARGET), report.TEST_ACCURACY, report.FINAL_TRAIN_LOSS, report.DIVERGED,
+        columns=[report.steps_to_column(c.target), report.TEST_ACCURACY, report.FINAL_TRAIN_LOSS, report.DIVERGED,
                  report.Column("sign_example_init", "sign/example init", ".3f"),
                  report.Column("sign_example_train", "sign/example training", ".3f"),
                  report.Column("sign_batch_init", "sign/batch init", ".3f"),
                  report.Column("sign_batch_train", "sign/batch training", ".3f")],
-        facts={"budget": max(r.total_steps for r in results.values())},
+        facts={"budget": max(r.total_steps for r in results.values()), "target": c.target},
         notes=[f"refnet widths {WIDTHS}, hidden {HIDDEN} for every input; the sign probe's MLP: 2 x "
                f"{MLP_WIDTH} ReLU units. SGD momentum 0.9, lr {c.lr:g} for all; statistics from the "
                f"training split; whitening eps {c.whiten_eps:g} x the mean eigenvalue.",
@@ -404,7 +411,7 @@ def run(session: study.Session) -> study.Outcome:
                "gradient is f' x, so its signs are the input's; a convolution's sums over positions. "
                f"'near 1' / 'near 0.5' are told apart at {SIGN_MIDPOINT:g}; random signs on n entries give "
                "about 0.5 + 1/sqrt(2 pi n) (0.63 for a 3x3 kernel)."],
-        plots=[plots.training_error(session.path("train_error.png"), results, targets=(TARGET,),
+        plots=[plots.training_error(session.path("train_error.png"), results, targets=(c.target,),
                                     study="input_normalization", dataset=c.dataset), sign_plot])
 
 

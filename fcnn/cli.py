@@ -58,6 +58,11 @@ def nonnegative_float(text: str) -> float:
     return _parse(text, float, "a finite number >= 0", low=0.0)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1 (a rate, an error)."""
+    return _parse(text, float, "a number in (0, 1)", low=0.0, high=1.0, low_open=True, high_open=True)
+
+
 def name_list(valid, what: str):
     """An argparse type for a comma-separated list of names from `valid`, each once."""
 

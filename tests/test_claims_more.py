@@ -251,11 +251,11 @@ def test_batchnorm_scale_sensitivity_per_seed():
     table = {"WN init x0.1": {"test_accuracy": [0.90, 0.92], "steps_to_10": [100, None]},
              "WN": {"test_accuracy": [0.98, 0.97], "steps_to_10": [20, 25]},
              "WN init x10": {"test_accuracy": [0.95, 0.96], "steps_to_10": [40, 50]}}
-    got = scale_sensitivity(table, {0.1: "WN init x0.1", 1.0: "WN", 10.0: "WN init x10"}, budget=500)
+    got = scale_sensitivity(table, {0.1: "WN init x0.1", 1.0: "WN", 10.0: "WN init x10"}, budget=500, target=0.1)
     assert got["init_acc_range"] == pytest.approx([0.08, 0.05])
     assert got["init_steps_ratio"] == pytest.approx([5.0, 20.0])  # unreached counts as the budget
     never = {n: {"test_accuracy": [0.5], "steps_to_10": [None]} for n in ("a", "b")}
-    assert scale_sensitivity(never, {0.1: "a", 1.0: "b"}, budget=500)["init_steps_ratio"] == [None]
+    assert scale_sensitivity(never, {0.1: "a", 1.0: "b"}, budget=500, target=0.1)["init_steps_ratio"] == [None]
 
 
 def test_the_first_batchnorm_claims_ignore_the_comparisons():

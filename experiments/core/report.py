@@ -101,6 +101,19 @@ DIVERGED = Column("diverged", "diverged", ".2f")
 DEAD_MAX = Column("dead_max", "dead (max layer)", ".3f")
 
 
+def percent(target: float) -> str:
+    """0.1 -> '10%'."""
+    return f"{100 * target:g}%"
+
+
+def per_dataset_text(default, per_dataset: dict) -> str:
+    """A target as a claim names it on every dataset: '10%' or '10% (cifar10: 35%)';
+    a tuple of targets is joined with ' and '."""
+    show = lambda t: " and ".join(map(percent, t)) if isinstance(t, tuple) else percent(t)  # noqa: E731
+    others = "; ".join(f"{name}: {show(t)}" for name, t in per_dataset.items())
+    return show(default) + (f" ({others})" if others else "")
+
+
 def steps_to_column(target: float) -> Column:
     """The column of the steps to a smoothed training error of `target`."""
     return Column(target_key(target), f"steps to {100 * target:g}%", ".0f")
