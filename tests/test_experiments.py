@@ -251,7 +251,14 @@ def test_a_labelled_run_of_a_study_gets_its_own_column(tmp_path):
     assert ("| dropout helps | supported: mnist/dropout [report](mnist/dropout/report.md) | "
             "**contradicted**: mnist/dropout.long [report](mnist/dropout.long/report.md) |") in text
     assert "mnist (long): `python -m experiments.dropout  # mnist/dropout.long`, 2.0 min, 5 seed(s)" in text
-    assert "Verdicts: 1 supported, 1 contradicted, 0 inconclusive." in text
+    assert "Verdicts: 1 supported, 1 contradicted, 0 inconclusive; per study" in text
+    # the overview: per dataset, supported / contradicted / inconclusive and the wall time
+    assert "| [dropout](#dropout) | 1 / 0 / 0 (2.0 min); long: 0 / 1 / 0 (2.0 min) |" in text
+    commit("cifar10/pooling", "inconclusive", 3)
+    text = page.render(str(tmp_path))
+    assert "| study | mnist | cifar10 |" in text
+    assert "| [dropout](#dropout) | 1 / 0 / 0 (2.0 min); long: 0 / 1 / 0 (2.0 min) | not run |" in text
+    assert "| [pooling](#pooling) | not run | 0 / 0 / 1 (2.0 min) |" in text
 
 
 def test_the_results_page_is_generated_from_the_committed_runs():

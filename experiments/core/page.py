@@ -87,6 +87,31 @@ def _recipe_lines(recipes: dict[str, dict[str, dict]]) -> list[str]:
     return lines
 
 
+def _wall(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.1f} min" if minutes < 10 else f"{minutes:.0f} min"
+
+
+def _overview_lines(runs, datasets) -> list[str]:
+    """One row per study: per dataset the counts of supported / contradicted /
+    inconclusive claims and the wall time (a labelled run's counts follow its dataset's)."""
+    lines = ["| study | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for study, by_column in sorted(runs.items()):
+        cells = []
+        for dataset in datasets:
+            parts = []
+            for column, (_, summary) in sorted(by_column.items()):
+                if column != dataset and not column.startswith(f"{dataset} ("):
+                    continue
+                n = [sum(c["status"] == status for c in summary.get("claims", [])) for status in MARK]
+                label = column[len(dataset):].strip(" ()")
+                parts.append((f"{label}: " if label else "") + " / ".join(map(str, n))
+                             + f" ({_wall(summary.get('wall_time', 0))})")
+            cells.append("; ".join(parts) or "not run")
+        lines.append(f"| [{study}](#{study}) | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _short(text: str) -> str:
     text = " ".join(text.split()).replace("|", "/")
     return text if len(text) <= EVIDENCE_CHARS else text[:EVIDENCE_CHARS - 3].rstrip() + "..."
@@ -127,8 +152,9 @@ def render(root: str) -> str:
             for column in columns if column in by_column for _, summary in [by_column[column]])
         lines += ["", f"Runs: {runs_line}.", ""]
     lines += _recipe_lines(load_recipes(root))
-    lines.insert(4, "Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + ".")
-    lines.insert(5, "")
+    lines[4:4] = ["Verdicts: " + ", ".join(f"{n} {s}" for s, n in counts.items()) + "; per study "
+                  "and dataset, supported / contradicted / inconclusive claims and the run's wall time:", "",
+                  *_overview_lines(runs, datasets)]
     return "\n".join(lines) + "\n"
 
 
