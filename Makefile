@@ -20,8 +20,9 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) -m experiments.compare_activations
 
+# --durations=15 lists the slowest tests in every log: the suite should stay near 10 minutes.
 test: $(VENV)/.installed
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow

@@ -122,7 +122,8 @@ def _per_epoch_faster(f: claims.Findings) -> claims.Judgement:
 
 def _fewer_epochs(f: claims.Findings) -> claims.Judgement:
     small, large = f"bs={min(f.facts['sizes'])}", f"bs={max(f.facts['sizes'])}"
-    return claims.faster(f.table, [small], [large], "epochs_to_target", f.facts["budget"])
+    return claims.faster(f.table, [small], [large], "epochs_to_target", f.facts["budget"],
+                         unit="epochs")
 
 
 def _optima(f: claims.Findings) -> claims.Judgement:

@@ -241,8 +241,7 @@ def _wn_sooner(f: claims.Findings) -> claims.Judgement:
     missing = _missing(f, WN, BN)
     if missing:
         return missing
-    j = claims.faster(f.table, [WN], [BN], key, f.facts.get("time_budget", 0))
-    return claims.Judgement(j.status, j.evidence.replace(" steps", " s"), j.numbers)  # wall time, not steps
+    return claims.faster(f.table, [WN], [BN], key, f.facts.get("time_budget", 0), unit="s")
 
 
 def _wn_less_noisy(f: claims.Findings) -> claims.Judgement:

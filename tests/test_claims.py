@@ -59,6 +59,14 @@ def test_faster_supported_contradicted_and_censored():
     assert v.faster(table, ["missing"], ["b"], "steps", budget=100).status == INCONCLUSIVE
 
 
+def test_faster_names_the_unit_it_counts():
+    table = {"a": {"epochs": [2, 2]}, "b": {"epochs": [6, 6]}}
+    result = v.faster(table, ["a"], ["b"], "epochs", budget=10, unit="epochs")
+    assert result.evidence.startswith("a 2 epochs vs b 6 epochs") and "steps" not in result.evidence
+    neither = {"a": {"epochs": [None]}, "b": {"epochs": [None]}}
+    assert "within 10 epochs" in v.faster(neither, ["a"], ["b"], "epochs", budget=10, unit="epochs").evidence
+
+
 def test_smaller_is_inconclusive_within_the_seed_spread():
     assert v.smaller("a", [1.0, 1.1], "b", [5.0, 5.1]).status == SUPPORTED
     assert v.smaller("a", [5.0, 5.1], "b", [1.0, 1.1]).status == CONTRADICTED
@@ -271,6 +279,7 @@ def test_center_loss_schedule_batch_size_and_pooling_claims():
     table = {"bs=8": {"time_per_epoch": [4.0], "epochs_to_target": [2]},
              "bs=512": {"time_per_epoch": [0.5], "epochs_to_target": [9]}}
     assert judge("batch_size", table, facts)[:2] == [SUPPORTED, SUPPORTED]
+    assert verdicts("batch_size", table, facts)[1].evidence == "bs=8 2 epochs vs bs=512 9 epochs (ratio 4.5x)"
     table = {"bs=8": {"time_per_epoch": [0.1], "epochs_to_target": [9]},
              "bs=512": {"time_per_epoch": [0.5], "epochs_to_target": [2]}}
     assert judge("batch_size", table, facts)[:2] == [CONTRADICTED, CONTRADICTED]

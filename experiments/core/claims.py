@@ -172,11 +172,12 @@ def pooled(table, names, metric) -> list:
 
 
 def faster(table: Table, fast: Sequence[str], slow: Sequence[str], metric: str,
-           budget: float) -> Judgement:
+           budget: float, unit: str = "steps") -> Judgement:
     """`fast` variants reach a target in fewer steps than `slow` ones (mean over seeds).
 
     `metric` holds steps-to-target per seed (None: not reached within `budget`
-    steps). A family (several names) is the mean of its members' means.
+    steps). A family (several names) is the mean of its members' means. `unit` names
+    what `metric` counts in the evidence ("steps", "epochs", "s").
     """
     present_fast = [n for n in fast if n in table]
     present_slow = [n for n in slow if n in table]
@@ -191,12 +192,12 @@ def faster(table: Table, fast: Sequence[str], slow: Sequence[str], metric: str,
     if not a_all and not b_all:
         return Judgement(INCONCLUSIVE,
                          f"neither {label_fast} ({a_txt}) nor {label_slow} ({b_txt}) reached the "
-                         f"target in every seed within {fmt(budget)} steps", numbers)
+                         f"target in every seed within {fmt(budget)} {unit}", numbers)
     ratio = b / a if a else math.inf
     numbers["ratio"] = ratio
     # with one side censored the ratio is a bound: unreached runs count as `budget`
     bound = ">= " if a_all and not b_all else "<= " if b_all and not a_all else ""
-    text = f"{label_fast} {a_txt} steps vs {label_slow} {b_txt} steps (ratio {bound}{fmt(ratio)}x)"
+    text = f"{label_fast} {a_txt} {unit} vs {label_slow} {b_txt} {unit} (ratio {bound}{fmt(ratio)}x)"
     if a_all and not b_all:
         return Judgement(SUPPORTED if a <= b else INCONCLUSIVE, text, numbers)
     if b_all and not a_all:
