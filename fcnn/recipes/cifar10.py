@@ -7,7 +7,10 @@ per-channel standardized images; augmentation on the device inside the compiled 
 (pad 4 and crop back to 32x32 at a random offset, random horizontal flip); SGD with
 Nesterov momentum 0.9 and an L2 penalty on the kernels (5e-4 by default; biases and
 BatchNorm parameters are not decayed); a learning rate that warms up linearly, then
-follows a cosine decay to zero (or the one-cycle policy); optional label smoothing.
+follows a cosine decay to zero (or the one-cycle policy); optional label smoothing;
+optionally bfloat16 compute with float32 weights (`--precision bfloat16`,
+`fcnn.precision.mixed`: on a CPU with AVX-512 BF16, oneDNN's bfloat16 convolutions
+make a ResNet-20 step about 1.6x faster).
 It evaluates on the test set after every epoch, keeps the best checkpoint beside the
 last ones, and resumes (`--resume`) bit-identically.
 
@@ -33,6 +36,7 @@ MODELS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "vgg11_bn
           "alexnet_cifar", "refnet")
 TARGETS = (0.85, 0.90, 0.9125)
 SCHEDULES = ("cosine", "onecycle")
+PRECISIONS = ("float32", "bfloat16")
 # --train-size / --test-size pick their images with this seed (the files are sorted by class).
 SUBSET_SEED = 0
 
@@ -55,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="epochs of linear warm-up (cosine schedule; default: 2)")
     parser.add_argument("--label-smoothing", type=cli.nonnegative_float, default=0.0,
                         help="label smoothing epsilon (default: 0, none)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
+                        help="compute dtype of the model; weights, gradients, BatchNorm statistics "
+                             "and the loss stay float32 (default: float32)")
     parser.add_argument("--train-size", type=cli.positive_int, default=None,
                         help="train on a fixed random subset of N training images (tests; default: all 50,000)")
     parser.add_argument("--test-size", type=cli.positive_int, default=None,
@@ -66,16 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def model_for(name: str):
+def model_for(name: str, precision: str = "float32"):
+    """The architecture `name` for 10 classes, computed in `precision`."""
     from fcnn import models
 
     if name.startswith("resnet"):
-        return models.resnet_cifar(int(name[len("resnet"):]), 10)
-    if name.startswith("vgg"):
-        return models.vgg(int(name[3:5]), 10, head="cifar", batchnorm=True)
-    if name == "alexnet_cifar":
-        return models.alexnet_cifar(10)
-    return models.refnet(10)
+        model = models.resnet_cifar(int(name[len("resnet"):]), 10)
+    elif name.startswith("vgg"):
+        model = models.vgg(int(name[3:5]), 10, head="cifar", batchnorm=True)
+    elif name == "alexnet_cifar":
+        model = models.alexnet_cifar(10)
+    else:
+        model = models.refnet(10)
+    if precision == "float32":
+        return model
+    import jax.numpy as jnp
+
+    from fcnn import precision as precision_lib
+
+    return precision_lib.mixed(model, compute_dtype=jnp.dtype(precision))
 
 
 def learning_rate(schedule: str, peak: float, steps: int, warmup: int):
@@ -139,7 +155,8 @@ def write_report(out: str, summary: dict) -> str:
         f"{summary['parameters']:,} parameters; {len(history)} of {settings['epochs']} epochs of batch "
         f"{settings['batch_size']}, peak learning rate {settings['lr']:g} ({settings['schedule']}, "
         f"{settings['warmup_epochs']:g} warm-up epochs), L2 {settings['weight_decay']:g}, seed "
-        f"{settings['seed']}; pad-4 crop and horizontal flip.", "",
+        f"{settings['seed']}, label smoothing {settings.get('label_smoothing', 0.0):g}, "
+        f"{settings.get('precision', 'float32')} compute; pad-4 crop and horizontal flip.", "",
         "| | value |", "|---|---|",
         f"| final test accuracy | {100 * summary['final_test_accuracy']:.2f}% |",
         f"| best epoch's test accuracy (picked on the test set: not a result) | "
@@ -198,7 +215,7 @@ def main(argv=None) -> int:
     loss_fn = losses.softmax_cross_entropy
     if args.label_smoothing:
         loss_fn = functools.partial(losses.softmax_cross_entropy, label_smoothing=args.label_smoothing)
-    model = model_for(args.model)
+    model = model_for(args.model, args.precision)
     _, params, state = model.init(jax.random.PRNGKey(args.seed), (-1, 32, 32, 3))
     print(f"{args.model}: {count_params(params):,} parameters; {train.labels.shape[0]} training, "
           f"{test.labels.shape[0]} test images; {args.epochs} epochs of {steps_per_epoch} steps")
