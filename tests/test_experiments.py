@@ -285,6 +285,33 @@ def test_the_results_page_is_generated_from_the_committed_runs():
             assert f"{100 * summary['final_test_accuracy']:.2f}%" in page.render(root)
 
 
+def test_recipe_runs_that_differ_only_in_their_seed_get_a_mean(tmp_path):
+    from experiments.core import page
+
+    def run(seed, accuracy, minutes_to_85, epochs=3, done=3, lr=0.1):
+        return {"command": f"python -m fcnn.recipes.cifar10 --seed {seed}", "model": "resnet20",
+                "parameters": 269722, "final_test_accuracy": accuracy, "best_test_accuracy": accuracy,
+                "settings": {"model": "resnet20", "epochs": epochs, "lr": lr, "seed": seed,
+                             "out": f"runs/s{seed}", "resume": seed == 1, "quiet": True, "data_dir": None},
+                "dataset": {"name": "cifar10", "train": 50000, "test": 10000},
+                "time_to": {"85%": None if minutes_to_85 is None else 60.0 * minutes_to_85, "90%": None},
+                "history": [{}] * done, "seconds_per_epoch": [60.0] * done}
+
+    runs = {"a-s0": run(0, 0.8800, 50), "a-s1": run(1, 0.8910, None), "a-s2": run(2, 0.95, 1, done=2),
+            "b-s0": run(0, 0.70, None, lr=0.01), "c-s3": run(3, 0.8700, 40)}
+    # c-s3 has the settings of a-s0/a-s1 and another seed; a-s2 stopped early; b-s0 differs in lr
+    assert page.seed_groups(runs) == [["a-s0", "a-s1", "c-s3"]]
+    for name, summary in runs.items():
+        folder = tmp_path / "cifar10" / "recipes" / name
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(summary))
+    text = page.render(str(tmp_path))
+    row = [line for line in text.splitlines() if line.startswith("| a-s0, a-s1, c-s3 |")]
+    # (88.00 + 89.10 + 87.00) / 3 = 88.0333...
+    assert row == ["| a-s0, a-s1, c-s3 | 0, 1, 3 | 88.03% | 88.00%, 89.10%, 87.00% | "
+                   "50 min, not reached, 40 min | not reached, not reached, not reached |"]
+
+
 def test_a_log_axis_with_nothing_finite_to_draw_still_saves(tmp_path):
     # e.g. steps to a target that no seed reached, against a log-scaled init scale
     import numpy as np

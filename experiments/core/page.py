@@ -9,7 +9,8 @@ command and wall time in summary.json). A further run of a study in another sett
 its own column, "<dataset> (<label>)". The page is one table per study: a row per
 claim, a column per dataset, each cell the verdict with its key numbers and a link to
 the report. Training recipes (`python -m fcnn.recipes.cifar10`) are kept as
-docs/results/<dataset>/recipes/<run>/ and listed in one table per dataset at the end.
+docs/results/<dataset>/recipes/<run>/ and listed in one table per dataset at the end,
+with the mean over seeds of runs that differ only in their seed.
 It is generated, never written by hand; a test regenerates it and fails when the
 committed page differs.
 """
@@ -84,7 +85,46 @@ def _recipe_lines(recipes: dict[str, dict[str, dict]]) -> list[str]:
                 + " | ".join(_minutes(s["time_to"].get(t)) for t in targets)
                 + f" | {median:.0f} s | {sum(seconds) / 60:.0f} min | `{s['command']}` |")
         lines.append("")
+        lines += _seed_lines(by_run, targets)
     return lines
+
+
+# Settings that name a run rather than change its training: runs equal in all the
+# others are the same recipe with different seeds.
+_NOT_A_SETTING = ("seed", "out", "resume", "quiet", "data_dir")
+
+
+def seed_groups(by_run: dict[str, dict]) -> list[list[str]]:
+    """Runs that differ only in their seed, as lists of run names (groups of two or more,
+    complete runs only, in the order of `by_run`)."""
+    groups: dict[str, list[str]] = {}
+    for run, s in by_run.items():
+        if len(s["history"]) != s["settings"]["epochs"]:
+            continue
+        settings = {k: v for k, v in s["settings"].items() if k not in _NOT_A_SETTING}
+        key = json.dumps([settings, s["dataset"]], sort_keys=True)
+        groups.setdefault(key, []).append(run)
+    return [runs for runs in groups.values() if len(runs) > 1]
+
+
+def _seed_lines(by_run: dict[str, dict], targets: list[str]) -> list[str]:
+    """A row per recipe run with two or more seeds: mean final accuracy, each seed's."""
+    groups = seed_groups(by_run)
+    if not groups:
+        return []
+    lines = ["Across seeds (the same command with another `--seed`): mean final test accuracy, "
+             "then each seed's; times to each target per seed.", "",
+             "| runs | seeds | mean final test accuracy | each seed | "
+             + " | ".join(f"time to {t}" for t in targets) + " |",
+             "|---|---|---|---|" + "---|" * len(targets)]
+    for runs in groups:
+        summaries = [by_run[r] for r in runs]
+        accuracies = [100 * s["final_test_accuracy"] for s in summaries]
+        lines.append(
+            f"| {', '.join(runs)} | {', '.join(str(s['settings']['seed']) for s in summaries)} | "
+            f"{sum(accuracies) / len(accuracies):.2f}% | {', '.join(f'{a:.2f}%' for a in accuracies)} | "
+            + " | ".join(", ".join(_minutes(s["time_to"].get(t)) for s in summaries) for t in targets) + " |")
+    return lines + [""]
 
 
 def _wall(seconds: float) -> str:
