@@ -5,7 +5,9 @@
 
 For each convolution of RefNet-MNIST (28x28x1->32, 14x14x32->64) and ResNet-20 on
 CIFAR-10 (stem 32x32x3->16, the 3x3 convs at 32x32x16, 16x16x32, 8x8x64 and the two
-stride-2 transitions), at batch 128, channels-last, times each pass alone:
+stride-2 transitions) and VGG-11 on CIFAR-10 (the 8x8, 4x4 and 2x2 maps, where the
+kernel gradient's route depends on the map size), at batch 128, channels-last, times
+each pass alone:
     fwd    y  = conv(x, w)
     dgrad  dx = J_x^T dy   (input gradient)
     wgrad  dw = J_w^T dy   (kernel gradient)
@@ -56,6 +58,10 @@ CASES = {
     "cifar64": (8, 8, 64, 64, 3, 1),
     "cifar16to32": (32, 32, 16, 32, 3, 2),
     "cifar32to64": (16, 16, 32, 64, 3, 2),
+    "vgg8": (8, 8, 256, 256, 3, 1),
+    "vgg4to512": (4, 4, 256, 512, 3, 1),
+    "vgg4": (4, 4, 512, 512, 3, 1),
+    "vgg2": (2, 2, 512, 512, 3, 1),
 }
 PASSES = ("fwd", "dgrad", "wgrad")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
